@@ -1,0 +1,46 @@
+"""Backends: how lineage reaches a model. `open_model` turns a model URI into a backend.
+
+Registry of URI schemes (one adapter per backend, no if/elif factory growing without bound):
+- a local directory in Hugging Face format -> `LocalHFBackend`
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from lineage.backends.base import AccessMode, ModelBackend, ModelView, Sample, Usage, view
+from lineage.errors import InvalidArgumentError
+
+__all__ = [
+    "AccessMode", "ModelBackend", "ModelView", "Sample", "Usage", "view",
+    "open_model", "register_scheme", "SCHEMES",
+]
+
+Opener = Callable[[str, "int | None"], ModelBackend]
+SCHEMES: dict[str, Opener] = {}
+
+
+def register_scheme(prefix: str, opener: Opener) -> None:
+    """Route URIs starting with `prefix` (e.g. "hf:", "openai+http") to `opener`."""
+    SCHEMES[prefix] = opener
+
+
+def _open_local(uri: str, max_queries: int | None) -> ModelBackend:
+    from lineage.backends.local_hf import LocalHFBackend
+
+    return LocalHFBackend(uri, max_queries=max_queries)
+
+
+def open_model(uri: str, *, max_queries: int | None = None) -> ModelBackend:
+    """Open `uri`: a registered scheme prefix, else a local directory."""
+    for prefix, opener in SCHEMES.items():
+        if uri.startswith(prefix):
+            return opener(uri, max_queries)
+    if "://" in uri:
+        known = ", ".join(sorted(SCHEMES)) or "none"
+        raise InvalidArgumentError(f"unsupported model URI {uri!r} (schemes: {known})",
+                                   field="model")
+    if not Path(uri).exists():
+        raise InvalidArgumentError(f"model path does not exist: {uri}", field="model")
+    return _open_local(uri, max_queries)

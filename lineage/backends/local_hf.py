@@ -1,0 +1,320 @@
+"""Local Hugging Face backend: a model directory on disk, batched, on CUDA when present.
+
+Loading goes through `safety.check_model_dir` first, then transformers with safetensors only and
+`trust_remote_code=False`. Generation is a hand-written KV-cache loop so that sampling takes an
+explicit seed (a `torch.Generator`) and can return top-k logprobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from lineage.backends.base import MAX_TOP_LOGPROBS, AccessMode, Sample, Usage
+from lineage.backends.safety import check_model_dir
+from lineage.errors import InvalidArgumentError, ModelLoadError
+
+__all__ = ["LocalHFBackend", "weights_sha256"]
+
+MAX_BATCH_TOKENS = 16_384
+_WORDCH = re.compile(r"[A-Za-z0-9_]")
+MAX_SAMPLES_PER_PROMPT = 64
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 over the model's safetensors files, in name order."""
+    h = hashlib.sha256()
+    for f in sorted(Path(path).glob("*.safetensors")):
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+class LocalHFBackend:
+    """A local model with full access: logits, logprobs and text."""
+
+    capabilities = frozenset(AccessMode)
+
+    def __init__(self, path: str | Path, *, device: str | None = None,
+                 max_queries: int | None = None) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+
+        self.path = Path(path).resolve()
+        cfg = check_model_dir(self.path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.path, trust_remote_code=False, local_files_only=True
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.path, trust_remote_code=False, local_files_only=True,
+                use_safetensors=True, dtype=dtype,
+            )
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelLoadError(f"cannot load model from {self.path}: {e}") from None
+        self.model.to(self.device).eval()
+        # transformers 5 renamed past_key_values to cache; accept both
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.max_len = int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 512)
+        self.identity = {
+            "kind": "local",
+            "path": str(self.path),
+            "sha256": weights_sha256(self.path),
+            "model_type": str(cfg.get("model_type", "")),
+        }
+        self.usage = Usage(max_queries=max_queries)
+        self._boundary_mask: Any = None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def _encode_cont(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Group item indices, longest first, so each batch stays under MAX_BATCH_TOKENS."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        out: list[list[int]] = []
+        cur: list[int] = []
+        width = 0
+        for i in order:
+            w = max(width, lengths[i])
+            if cur and w * (len(cur) + 1) > MAX_BATCH_TOKENS:
+                out.append(cur)
+                cur, w = [], lengths[i]
+            cur.append(i)
+            width = w
+        if cur:
+            out.append(cur)
+        return out
+
+    def _forward_logprobs(self, seqs: list[list[int]]) -> list[Any]:
+        """Right-padded batched forward; returns per-sequence [len, vocab] log-softmax tensors."""
+        import torch
+
+        res: list[Any] = [None] * len(seqs)
+        for idx in self._batches([len(s) for s in seqs]):
+            width = max(len(seqs[i]) for i in idx)
+            pad = self.tokenizer.pad_token_id
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            att = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
+                att[r, : len(seqs[i])] = 1
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=att.to(self.device)
+                ).logits.float()
+            lp = torch.log_softmax(logits, dim=-1).cpu()
+            for r, i in enumerate(idx):
+                res[i] = lp[r, : len(seqs[i])]
+        return res
+
+    def _fit(self, prompt_ids: list[int], cont_ids: list[int]) -> list[int]:
+        """Left-truncate the prompt so prompt+continuation fits the context."""
+        room = self.max_len - len(cont_ids)
+        if room < 1:
+            raise InvalidArgumentError("continuation longer than the model's context")
+        return prompt_ids[-room:]
+
+    # -- full access ---------------------------------------------------------------------------
+
+    def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | prompt), nats. Used on registered models; not a suspect query."""
+        if len(prompts) != len(continuations):
+            raise InvalidArgumentError("prompts and continuations differ in length")
+        seqs, spans = [], []
+        for p, c in zip(prompts, continuations):
+            cid = self._encode_cont(c)
+            pid = self._fit(self._encode(p), cid)
+            seqs.append(pid + cid)
+            spans.append((len(pid), len(cid)))
+        out = []
+        for lp, seq, (np_, nc) in zip(self._forward_logprobs(seqs), seqs, spans):
+            if nc == 0:
+                out.append(0.0)
+                continue
+            tgt = seq[np_:]
+            rows = lp[np_ - 1 : np_ - 1 + nc]
+            out.append(float(rows.gather(1, _col(tgt)).sum()))
+        return out
+
+    def _boundary(self) -> Any:
+        """Bool mask over the vocab: tokens whose text starts with a non-word char (or EOS)."""
+        import torch
+
+        if self._boundary_mask is None:
+            V = self.model.get_output_embeddings().weight.shape[0]
+            mask = torch.zeros(V, dtype=torch.bool)
+            for t in range(min(V, len(self.tokenizer))):
+                s = self.tokenizer.decode([t])
+                if not s or not (s[0].isalnum() or s[0] == "_"):
+                    mask[t] = True
+            mask[len(self.tokenizer):] = False
+            if self.tokenizer.eos_token_id is not None:
+                mask[self.tokenizer.eos_token_id] = True
+            self._boundary_mask = mask
+        return self._boundary_mask
+
+    def word_distribution(
+        self, prompts: Sequence[str], buckets: Sequence[Sequence[str]]
+    ) -> list[list[float]]:
+        """P(first word of the continuation == w) for each bucket w, one query per prompt.
+
+        P(w) ~= sum over v in {" w", "w"} of P(v | prompt) * P(next char is not a word char),
+        under the canonical tokenization of v (other tokenizations of a trained model carry
+        negligible mass). Probabilities are clipped so that a prompt's buckets sum to <= 1.
+        """
+        import torch
+
+        self.usage.reserve(len(prompts))
+        mask = self._boundary()
+        seqs, meta = [], []
+        ws_word = [[bool(_WORDCH.match(w[:1])) for w in ws] for ws in buckets]
+        for i, (p, ws) in enumerate(zip(prompts, buckets)):
+            pid_full = self._encode(p)
+            for j, w in enumerate(ws):
+                for v in (" " + w, w):
+                    cid = self._encode_cont(v)
+                    pid = self._fit(pid_full, cid)
+                    seqs.append(pid + cid)
+                    meta.append((i, j, len(pid), cid))
+        out = [[0.0] * len(ws) for ws in buckets]
+        for lp, seq, (i, j, np_, cid) in zip(self._forward_logprobs(seqs), seqs, meta):
+            rows = lp[np_ - 1 : np_ - 1 + len(cid)]
+            lw = float(rows.gather(1, _col(cid)).sum())
+            # a word bucket ends at a boundary; a punctuation bucket is its first char alone
+            word = ws_word[i][j]
+            lb = float(torch.logsumexp(lp[-1][: mask.shape[0]][mask], 0)) if word else 0.0
+            out[i][j] += math.exp(lw + lb)
+        for row in out:
+            s = sum(row)
+            if s > 1.0:
+                row[:] = [x / s for x in row]
+        return out
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int,
+        max_new_tokens: int,
+        temperature: float,
+        seed: int,
+        top_logprobs: int = 0,
+    ) -> list[list[Sample]]:
+        import torch
+
+        if not 1 <= n <= MAX_SAMPLES_PER_PROMPT:
+            raise InvalidArgumentError(f"n must be in 1..{MAX_SAMPLES_PER_PROMPT}")
+        if not 0 <= top_logprobs <= MAX_TOP_LOGPROBS:
+            raise InvalidArgumentError(f"top_logprobs must be in 0..{MAX_TOP_LOGPROBS}")
+        if not 0.0 < temperature <= 5.0:
+            raise InvalidArgumentError("temperature must be in (0, 5]")
+        self.usage.reserve(n * len(prompts))
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
+        enc = [self._fit(self._encode(p), [0] * max_new_tokens) for _, p in flat]
+        results: list[list[Sample]] = [[] for _ in prompts]
+        per_batch = max(1, MAX_BATCH_TOKENS // (max(len(e) for e in enc) + max_new_tokens))
+        for b0 in range(0, len(flat), per_batch):
+            chunk = list(range(b0, min(len(flat), b0 + per_batch)))
+            samples = self._sample_batch(
+                [enc[k] for k in chunk], max_new_tokens, temperature, gen, top_logprobs
+            )
+            for k, s in zip(chunk, samples):
+                results[flat[k][0]].append(s)
+                self.usage.add_tokens(s.n_tokens)
+        return results
+
+    def _sample_batch(self, enc: list[list[int]], max_new: int, temperature: float,
+                      gen: Any, top_k: int) -> list[Sample]:
+        import torch
+
+        B = len(enc)
+        width = max(len(e) for e in enc)
+        pad = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
+        ids = torch.full((B, width), pad, dtype=torch.long)
+        att = torch.zeros((B, width), dtype=torch.long)
+        for r, e in enumerate(enc):  # left padding
+            ids[r, width - len(e):] = torch.tensor(e)
+            att[r, width - len(e):] = 1
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        dev = self.device
+        out_tok = torch.zeros((B, max_new), dtype=torch.long)
+        out_lp = torch.zeros((B, max_new))
+        tops: list[list[dict[str, float]]] = [[] for _ in range(B)]
+        done = torch.zeros(B, dtype=torch.bool)
+        lengths = torch.full((B,), max_new, dtype=torch.long)
+        with torch.inference_mode():
+            o = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev),
+                           position_ids=pos.to(dev), use_cache=True)
+            past, logits = _cache_of(o), o.logits[:, -1].float().cpu()
+            for t in range(max_new):
+                lp = torch.log_softmax(logits, -1)
+                probs = torch.softmax(logits / temperature, -1)
+                nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+                nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+                out_tok[:, t] = nxt
+                out_lp[:, t] = lp.gather(1, nxt[:, None]).squeeze(1)
+                if top_k:
+                    v, ix = lp.topk(top_k, -1)
+                    for r in range(B):
+                        if not done[r]:
+                            tops[r].append({self.tokenizer.decode([int(j)]): float(x)
+                                            for x, j in zip(v[r], ix[r])})
+                if eos is not None:
+                    newly = (~done) & (nxt == eos)
+                    lengths = torch.where(newly, torch.full_like(lengths, t + 1), lengths)
+                    done |= newly
+                if bool(done.all()):
+                    break
+                att = torch.cat([att, torch.ones((B, 1), dtype=torch.long)], 1)
+                pos = pos[:, -1:] + 1
+                o = self.model(input_ids=nxt[:, None].to(dev), attention_mask=att.to(dev),
+                               position_ids=pos.to(dev), use_cache=True,
+                               **{self._cache_kw: past})
+                past, logits = _cache_of(o), o.logits[:, -1].float().cpu()
+        res = []
+        for r in range(B):
+            L = int(lengths[r])
+            toks = [int(x) for x in out_tok[r, :L] if int(x) != eos]
+            text = self.tokenizer.decode(toks, skip_special_tokens=True)
+            res.append(Sample(
+                text=text,
+                n_tokens=L,
+                token_logprobs=tuple(float(x) for x in out_lp[r, :L]) if top_k else None,
+                top_logprobs=tuple(tops[r][:L]) if top_k else None,
+            ))
+        return res
+
+
+def _cache_of(out: Any) -> Any:
+    c = getattr(out, "cache", None)
+    return c if c is not None else out.past_key_values
+
+
+def _col(ids: Sequence[int]) -> Any:
+    import torch
+
+    return torch.tensor(list(ids), dtype=torch.long)[:, None]

@@ -1,0 +1,265 @@
+"""The command line: one subcommand per library call.
+
+    lineage [--home DIR] register NAME MODEL --role teacher|reference [--json]
+    lineage models list [--json] | lineage models delete NAME
+    lineage scan MODEL [--access full|logprobs|text] [--max-queries N] [--alpha A] [--json]
+    lineage compare MODEL TEACHER [...]      lineage search MODEL [-k K] [--json]
+    lineage scans list|get [ID] [--json]
+    lineage zoo build --out DIR [--size small|full]
+    lineage demo [--zoo DIR]
+
+Errors print one line to stderr and exit 2 (bad input) or 1 (other failures). With --json,
+stdout carries exactly one JSON object; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from lineage.errors import InvalidArgumentError, LineageError
+
+__all__ = ["main"]
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home or os.environ.get("LINEAGE_HOME") or "~/.lineage").expanduser()
+
+
+class _Progress:
+    """Progress lines on stderr, throttled; silent when stderr is not wanted."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.last = ("", 0.0)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if stage == self.last[0] and now - self.last[1] < 0.5 and done < total:
+            return
+        self.last = (stage, now)
+        print(f"  {stage}: {done}/{total}", file=sys.stderr, flush=True)
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from lineage.engine import Lineage
+
+    return Lineage(_home(args))
+
+
+def _print(obj: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
+    else:
+        print(text)
+
+
+def _fmt_scan(d: dict[str, Any]) -> str:
+    lines = [f"suspect {d['suspect']} ({d['access']}, {d['queries']} queries, "
+             f"alpha {d['alpha']})"]
+    for c in d["candidates"]:
+        lines.append(f"  {c['teacher']:<24} {c['verdict']:<13} p={c['p_value']:.3g}  "
+                     f"similarity={c['similarity']:+.3f}  closeness={c['closeness']:+.4f}")
+    return "\n".join(lines)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    if args.server:
+        from lineage.client import LineageClient
+
+        rec = LineageClient.from_args(args).register(args.name, args.model, args.role)
+    else:
+        eng = _engine(args)
+        rec = eng.register(args.name, args.model, args.role, progress=_Progress(args.quiet))
+    _print(rec.to_json(), args.json, f"registered {rec.name} ({rec.role}) id={rec.id}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    if args.action == "delete":
+        if not args.name:
+            raise InvalidArgumentError("models delete needs NAME", field="name")
+        eng.delete_model(args.name)
+        _print({"deleted": args.name}, args.json, f"deleted {args.name}")
+        return 0
+    recs = eng.list_models(limit=100_000)
+    _print({"models": [r.to_json() for r in recs]}, args.json,
+           "\n".join(f"{r.id:>4}  {r.name:<24} {r.role:<10} {r.uri}" for r in recs)
+           or "(no models)")
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    kw = dict(access=args.access, max_queries=args.max_queries, alpha=args.alpha)
+    if args.server:
+        from lineage.client import LineageClient
+
+        res = LineageClient.from_args(args).scan(args.model, **kw)
+    else:
+        res = _engine(args).scan(args.model, progress=_Progress(args.quiet), **kw)
+    d = res.to_json()
+    _print(d, args.json, _fmt_scan(d))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    res = _engine(args).compare(args.model, args.teacher, access=args.access,
+                                max_queries=args.max_queries, alpha=args.alpha)
+    d = res.to_json()
+    _print(d, args.json, _fmt_scan(d))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    hits = _engine(args).search(model=args.model, access=args.access, k=args.k)
+    _print({"hits": [{"teacher": h.teacher, "score": h.score} for h in hits]}, args.json,
+           "\n".join(f"{h.teacher:<24} {h.score:+.4f}" for h in hits) or "(no teachers)")
+    return 0
+
+
+def cmd_scans(args: argparse.Namespace) -> int:
+    eng = _engine(args)
+    if args.action == "get":
+        if not args.id:
+            raise InvalidArgumentError("scans get needs ID", field="id")
+        d = eng.get_scan(args.id).to_json()
+        _print(d, args.json, _fmt_scan(d))
+        return 0
+    scans = [s.to_json() for s in eng.list_scans(limit=100_000)]
+    _print({"scans": scans}, args.json, "\n".join(
+        f"{s['scan_id']}  {s['created_at']}  {s['suspect']}" for s in scans) or "(no scans)")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from lineage.zoo.build import build_zoo
+
+    manifest = build_zoo(Path(args.out), size=args.size, seed=args.seed,
+                         progress=None if args.quiet else
+                         (lambda m: print(f"  {m}", file=sys.stderr, flush=True)))
+    _print({"manifest": str(manifest)}, args.json, f"zoo written: {manifest}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lineage.demo import run_demo
+
+    return run_demo(_home(args), Path(args.zoo), as_json=args.json)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=argparse.SUPPRESS,
+                        help="state directory (default $LINEAGE_HOME or ~/.lineage)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON object on stdout")
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                        help="no progress on stderr")
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--server", default=None, help="HOST:PORT of a lineage server")
+    remote.add_argument("--token-file", default=None, help="bearer token file for --server")
+    remote.add_argument("--tls-ca", default=None, help="CA certificate to verify the server")
+    remote.add_argument("--tls-cert", default=None, help="client certificate (mTLS)")
+    remote.add_argument("--tls-key", default=None, help="client key (mTLS)")
+
+    p = argparse.ArgumentParser(prog="lineage", parents=[common],
+                                description="Model fingerprinting and lineage detection.")
+    from lineage import __version__
+
+    p.add_argument("--version", action="version", version=f"lineage {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def scan_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
+        sp.add_argument("--max-queries", type=int, default=None, metavar="N")
+        sp.add_argument("--alpha", type=float, default=0.01)
+
+    r = sub.add_parser("register", parents=[common, remote], help="fingerprint and add a model")
+    r.add_argument("name")
+    r.add_argument("model")
+    r.add_argument("--role", required=True, choices=["teacher", "reference"])
+    r.set_defaults(func=cmd_register)
+
+    m = sub.add_parser("models", parents=[common], help="list or delete registered models")
+    m.add_argument("action", choices=["list", "delete"])
+    m.add_argument("name", nargs="?")
+    m.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("scan", parents=[common, remote], help="scan a suspect model")
+    s.add_argument("model")
+    scan_opts(s)
+    s.set_defaults(func=cmd_scan)
+
+    c = sub.add_parser("compare", parents=[common], help="test a suspect against one teacher")
+    c.add_argument("model")
+    c.add_argument("teacher")
+    scan_opts(c)
+    c.set_defaults(func=cmd_compare)
+
+    se = sub.add_parser("search", parents=[common], help="nearest teachers by signature")
+    se.add_argument("model")
+    se.add_argument("-k", type=int, default=10)
+    se.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
+    se.set_defaults(func=cmd_search)
+
+    sc = sub.add_parser("scans", parents=[common], help="stored scan results")
+    sc.add_argument("action", choices=["list", "get"])
+    sc.add_argument("id", nargs="?")
+    sc.set_defaults(func=cmd_scans)
+
+    z = sub.add_parser("zoo", parents=[common], help="build the offline model zoo")
+    z.add_argument("action", choices=["build"])
+    z.add_argument("--out", required=True)
+    z.add_argument("--size", default="small", choices=["small", "full"])
+    z.add_argument("--seed", type=int, default=0)
+    z.set_defaults(func=cmd_zoo)
+
+    d = sub.add_parser("demo", parents=[common], help="build a small zoo, register, scan")
+    d.add_argument("--zoo", default="zoo-small", help="where the small zoo is (built if absent)")
+    d.set_defaults(func=cmd_demo)
+    _add_plugins(sub, common)
+    return p
+
+
+def _add_plugins(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Subcommands owned by optional modules (the server)."""
+    try:
+        from server.cli import add_serve_command
+    except ImportError:
+        return
+    add_serve_command(sub, common)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for k, v in (("home", None), ("json", False), ("quiet", False)):
+        if not hasattr(args, k):
+            setattr(args, k, v)
+    _quiet_libraries()
+    try:
+        return int(args.func(args))
+    except LineageError as e:
+        print(f"lineage: error: {e.message}", file=sys.stderr)
+        return 2 if isinstance(e, InvalidArgumentError) else 1
+    except KeyboardInterrupt:
+        print("lineage: interrupted", file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

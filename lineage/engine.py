@@ -1,0 +1,391 @@
+"""The library facade: register models, scan suspects, search and compare.
+
+`Lineage` is what the CLI, the gRPC service and the batch runner call. It owns the store, the
+index and a cache of loaded registered models; the science lives in `signatures` and `verdict`.
+
+Registering a model (full access, we own it) stores: its exact first-word distributions, its
+own samples (`n_reg` per probe), and the log-likelihood of every registered model's samples
+under every other registered model. Scanning a suspect queries it once per plan, scores its
+samples under every registered model, and tests it against every teacher.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from lineage import stats
+from lineage.backends import AccessMode, ModelBackend, open_model, view
+from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
+from lineage.index import SignatureIndex
+from lineage.signatures import exact_distribution, histogram
+from lineage.store import Store, utcnow
+from lineage.suites import Suite, default_suite
+from lineage.types import Candidate, Evidence, ModelRecord, ScanResult, SearchHit, ROLES
+from lineage.verdict import Observed, decide, test_teacher
+
+__all__ = ["Lineage", "Settings", "Progress", "QueryPlan", "plan_queries"]
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+MIN_PROBES = 8
+MAX_NAME = 128
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine configuration, built once at the edge (CLI, server)."""
+
+    n_reg: int = 4  # samples per probe stored for each registered model
+    seed: int = 0
+    model_cache: int = 16  # loaded registered models kept in memory
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    probes: int  # how many of the suite's probes are asked
+    samples: int  # samples per probe
+    full_queries: int  # word-distribution queries (full access only)
+
+    @property
+    def total(self) -> int:
+        return self.probes * self.samples + self.full_queries
+
+
+def plan_queries(suite: Suite, access: AccessMode, max_queries: int | None, n_reg: int
+                 ) -> QueryPlan:
+    """Spend the budget: every probe once if possible, then more samples per probe."""
+    P = len(suite.probes)
+    per = 1 + (1 if access is AccessMode.FULL else 0)
+    if max_queries is None:
+        max_queries = P * per
+    if max_queries < 1:
+        raise InvalidArgumentError("max_queries must be >= 1", field="max_queries")
+    probes = min(P, max_queries // per)
+    if probes < MIN_PROBES:
+        raise InvalidArgumentError(
+            f"max_queries={max_queries} allows {probes} probes in {access.value} mode; "
+            f"a test needs at least {MIN_PROBES} ({MIN_PROBES * per} queries)",
+            field="max_queries")
+    extra = 1 if access is AccessMode.FULL else 0
+    samples = max(1, min(n_reg, max_queries // probes - extra))
+    return QueryPlan(probes, samples, probes * extra)
+
+
+def _seed_for(name: str, seed: int) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:4], "little")
+
+
+class Lineage:
+    """One home directory: `lineage.db` (SQLite) and `index.faiss`."""
+
+    def __init__(self, home: str | Path, *, settings: Settings | None = None,
+                 suite: Suite | None = None) -> None:
+        self.home = Path(home).expanduser()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.settings = settings or Settings()
+        self.suite = suite or default_suite()
+        self.store = Store(self.home / "lineage.db")
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[str, ModelBackend] = OrderedDict()
+        self._loading: dict[str, threading.Lock] = {}
+        dim = len(self.suite.probes) * (len(self.suite.buckets) + 1)
+        self.index = SignatureIndex(dim, self.home / "index.faiss")
+        self._reconcile_index()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- model cache -----------------------------------------------------------------------
+
+    def _backend(self, uri: str) -> ModelBackend:
+        """A loaded registered model; concurrent callers for the same URI load it once."""
+        with self._lock:
+            if uri in self._cache:
+                self._cache.move_to_end(uri)
+                return self._cache[uri]
+            gate = self._loading.setdefault(uri, threading.Lock())
+        with gate:
+            with self._lock:
+                if uri in self._cache:
+                    return self._cache[uri]
+            b = open_model(uri)
+            with self._lock:
+                self._cache[uri] = b
+                while len(self._cache) > self.settings.model_cache:
+                    self._cache.popitem(last=False)
+                self._loading.pop(uri, None)
+            return b
+
+    # -- index -----------------------------------------------------------------------------
+
+    def _signature_vectors(self, recs: list[ModelRecord]) -> np.ndarray:
+        refs = [r for r in self.store.list_models(role="reference")]
+        dists = {r.id: self.store.fingerprint(r.id)[0] for r in recs}
+        ref_d = [self.store.fingerprint(r.id)[0] for r in refs]
+        mu = np.mean([np.sqrt(d) for d in ref_d], axis=0) if ref_d else 0.0
+        out = []
+        for r in recs:
+            v = (np.sqrt(dists[r.id]) - mu).ravel()
+            n = np.linalg.norm(v)
+            out.append(v / n if n > 0 else v)
+        return np.asarray(out, dtype=np.float32).reshape(len(recs), self.index.dim)
+
+    def _rebuild_index(self) -> None:
+        recs = self.store.list_models()
+        self.index.remove(self.index.ids())
+        if recs:
+            self.index.upsert(np.array([r.id for r in recs]), self._signature_vectors(recs))
+        self.index.save()
+
+    def _reconcile_index(self) -> None:
+        """The store is the truth: rebuild the index if its ids differ (e.g. after a crash)."""
+        with self._lock:
+            want = sorted(self.store.iter_model_ids())
+            if sorted(self.index.ids().tolist()) != want:
+                self._rebuild_index()
+
+    # -- models ----------------------------------------------------------------------------
+
+    def register(self, name: str, model: str, role: str, *, request_id: str | None = None,
+                 progress: Progress | None = None) -> ModelRecord:
+        """Fingerprint `model` with full access and register it as a teacher or reference."""
+        if role not in ROLES:
+            raise InvalidArgumentError(f"role must be one of {ROLES}, got {role!r}", field="role")
+        if not name or len(name) > MAX_NAME or not name.replace("-", "").replace("_", "")\
+                .replace(".", "").isalnum():
+            raise InvalidArgumentError(
+                f"model name must be 1..{MAX_NAME} chars of letters, digits, '-', '_', '.'",
+                field="name")
+        if request_id:
+            prior = self.store.model_by_request(request_id)
+            if prior is not None:
+                return prior
+        with self._lock:
+            existing = {r.name for r in self.store.list_models()}
+        if name in existing:
+            raise AlreadyExistsError(f"a model named {name!r} is already registered",
+                                     field="name")
+        uri = str(Path(model).resolve()) if "://" not in model and ":" not in model[:3] \
+            and Path(model).exists() else model
+        prog = progress or (lambda *_: None)
+        backend = self._backend(uri)
+        full = view(backend, AccessMode.FULL)
+        S = self.suite
+        prog("distribution", 0, 1)
+        dist = exact_distribution(full.word_distribution(S.prompts, [S.buckets] * len(S.probes)))
+        prog("sampling", 0, 1)
+        rows = full.sample(S.prompts, n=self.settings.n_reg, max_new_tokens=S.max_new_tokens,
+                           temperature=1.0, seed=_seed_for(name, self.settings.seed))
+        samples = [[s.text for s in row] for row in rows]
+        with self._lock:
+            others = self.store.list_models()
+        score_rows: dict[tuple[str, str], np.ndarray] = {}
+        score_rows[(name, name)] = self._score(backend, samples)
+        for i, o in enumerate(others):
+            prog("cross-scoring", i, len(others))
+            ob = self._backend(o.uri)
+            _, osamples = self.store.fingerprint(o.id)
+            score_rows[(o.name, name)] = self._score(ob, samples)
+            score_rows[(name, o.name)] = self._score(backend, osamples)
+        with self._lock:
+            rec = self.store.add_model(
+                name=name, role=role, uri=uri, identity=backend.identity,
+                suite_name=S.name, suite_hash=S.hash, dist=dist, samples=samples,
+                score_rows=score_rows, request_id=request_id)
+            if role == "reference":
+                self._rebuild_index()
+            else:
+                self.index.upsert(np.array([rec.id]), self._signature_vectors([rec]))
+                self.index.save()
+        return rec
+
+    def _score(self, backend: ModelBackend, samples: list[list[str]]) -> np.ndarray:
+        """log P(sample | prompt) for samples [P][n] -> [P, n] float32."""
+        S = self.suite
+        P, n = len(samples), len(samples[0])
+        prompts = [S.probes[i].prompt for i in range(P) for _ in range(n)]
+        conts = [t for row in samples for t in row]
+        return np.asarray(backend.score(prompts, conts), dtype=np.float32).reshape(P, n)
+
+    def get_model(self, name: str) -> ModelRecord:
+        return self.store.get_model(name)
+
+    def list_models(self, *, after_id: int = 0, limit: int = 100, role: str | None = None
+                    ) -> list[ModelRecord]:
+        return self.store.list_models(after_id=after_id, limit=limit, role=role)
+
+    def delete_model(self, name: str) -> None:
+        with self._lock:
+            rec = self.store.delete_model(name)
+            if rec.role == "reference":
+                self._rebuild_index()
+            else:
+                self.index.remove(np.array([rec.id]))
+                self.index.save()
+
+    # -- scans -----------------------------------------------------------------------------
+
+    def scan(self, model: str, *, access: str = "full", max_queries: int | None = None,
+             alpha: float = 0.01, teachers: Sequence[str] | None = None,
+             request_id: str | None = None, progress: Progress | None = None) -> ScanResult:
+        """Query the suspect, then test it against every registered teacher (or `teachers`)."""
+        if not 0.0 < alpha < 1.0:
+            raise InvalidArgumentError("alpha must be in (0, 1)", field="alpha")
+        if request_id:
+            prior = self.store.scan_by_request(request_id)
+            if prior is not None:
+                return _scan_from_json(prior)
+        mode = AccessMode.parse(access)
+        prog = progress or (lambda *_: None)
+        recs = self.store.list_models()
+        tlist = [r for r in recs if r.role == "teacher"]
+        if teachers is not None:
+            known = {t.name: t for t in tlist}
+            missing = [t for t in teachers if t not in known]
+            if missing:
+                raise UnknownModelError(f"no registered teacher named {missing[0]!r}",
+                                        field="teacher")
+            tlist = [known[t] for t in teachers]
+        if not tlist:
+            raise InvalidArgumentError("no teachers are registered; register one first",
+                                       field="teachers")
+        refs = [r for r in recs if r.role == "reference"]
+        plan = plan_queries(self.suite, mode, max_queries, self.settings.n_reg)
+        suite = self.suite.subset(plan.probes)
+        backend = open_model(model, max_queries=plan.total if max_queries is None
+                             else max_queries)
+        v = view(backend, mode)
+        prog("querying suspect", 0, plan.total)
+        rows = v.sample(suite.prompts, n=plan.samples, max_new_tokens=suite.max_new_tokens,
+                        temperature=1.0, seed=_seed_for("scan:" + model, self.settings.seed))
+        samples = [[s.text for s in row] for row in rows]
+        if mode is AccessMode.FULL:
+            dist = exact_distribution(
+                v.word_distribution(suite.prompts, [suite.buckets] * plan.probes))
+        else:
+            dist = histogram(suite, samples)
+        prog("querying suspect", plan.total, plan.total)
+        scorers = tlist + refs
+        ll: dict[int, np.ndarray] = {}
+        for i, r in enumerate(scorers):
+            prog("scoring", i, len(scorers))
+            ll[r.id] = self._score(self._backend(r.uri), samples).astype(np.float64)
+        suspect = Observed(dist, _chars(samples), ll)
+        candidates = self._test_all(tlist, refs, suspect, suite, plan, mode, alpha)
+        result = ScanResult(
+            id=uuid.uuid4().hex, suspect=model, access=mode.value,
+            queries=backend.usage.queries, generated_tokens=backend.usage.generated_tokens,
+            alpha=alpha, suite_name=suite.name, suite_hash=self.suite.hash,
+            candidates=tuple(candidates), created_at=utcnow(),
+            identity=dict(backend.identity), request_id=request_id)
+        self.store.add_scan(result.id, model, result.to_json(), request_id)
+        return result
+
+    def _test_all(self, tlist: list[ModelRecord], refs: list[ModelRecord], suspect: Observed,
+                  suite: Suite, plan: QueryPlan, mode: AccessMode, alpha: float
+                  ) -> list[Candidate]:
+        P, n = plan.probes, plan.samples
+        allsc = self.store.score_matrix()
+        fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
+        ref_obs: dict[int, Observed] = {}
+        ref_exact: dict[int, np.ndarray] = {}
+        for r in refs:
+            d, smp = fps[r.id]
+            smp = [row[:n] for row in smp[:P]]
+            ref_exact[r.id] = d[:P]
+            od = d[:P] if mode is AccessMode.FULL else histogram(suite, smp)
+            ref_obs[r.id] = Observed(od, _chars(smp), {
+                sid: allsc[(sid, r.id)][:P, :n].astype(np.float64)
+                for sid in [t.id for t in tlist] + [x.id for x in refs] if sid != r.id})
+        tests = []
+        for t in tlist:
+            if len(refs) < stats.MIN_REFERENCES:
+                tests.append(None)
+                continue
+            tests.append(test_teacher(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact))
+        raw = [1.0 if x is None else x.p_value for x in tests]
+        adj, verdicts = decide(raw, alpha, [x is not None for x in tests])
+        out = []
+        for t, x, p, q, vd in zip(tlist, tests, raw, adj, verdicts):
+            if x is None:
+                out.append(Candidate(teacher=t.name, similarity=0.0, p_value=1.0,
+                                     verdict=vd, raw_p_value=1.0, n_references=len(refs)))
+                continue
+            top = np.argsort(-x.contributions)[:5]
+            ev = tuple(Evidence(suite.probes[i].id, suite.probes[i].prompt,
+                                float(x.contributions[i])) for i in top)
+            null = np.asarray(x.null)
+            out.append(Candidate(
+                teacher=t.name, similarity=x.similarity, p_value=q, verdict=vd, raw_p_value=p,
+                statistic=x.statistic, closeness=x.closeness, null_mean=float(null.mean()),
+                null_sd=float(null.std(ddof=1)), n_references=len(refs), evidence=ev))
+        out.sort(key=lambda c: (c.p_value, -c.statistic))
+        return out
+
+    def compare(self, model: str, teacher: str, *, access: str = "full",
+                max_queries: int | None = None, alpha: float = 0.01) -> ScanResult:
+        """A scan against one named teacher (no correction across teachers)."""
+        return self.scan(model, access=access, max_queries=max_queries, alpha=alpha,
+                         teachers=[teacher])
+
+    def get_scan(self, scan_id: str) -> ScanResult:
+        d = self.store.get_scan(scan_id)
+        if d is None:
+            raise UnknownModelError(f"no scan with id {scan_id!r}", field="scan_id")
+        return _scan_from_json(d)
+
+    def list_scans(self, *, after: str | None = None, limit: int = 100) -> list[ScanResult]:
+        return [_scan_from_json(d) for d in self.store.list_scans(after=after, limit=limit)]
+
+    def search(self, *, vector: np.ndarray | None = None, model: str | None = None,
+               access: str = "full", k: int = 10) -> list[SearchHit]:
+        """Nearest registered teachers to a signature vector or a suspect model."""
+        if (vector is None) == (model is None):
+            raise InvalidArgumentError("give exactly one of vector or model", field="vector")
+        if not 1 <= k <= 1000:
+            raise InvalidArgumentError("k must be in 1..1000", field="k")
+        if vector is None:
+            mode = AccessMode.parse(access)
+            plan = plan_queries(self.suite, mode, None, self.settings.n_reg)
+            v = view(open_model(str(model)), mode)
+            S = self.suite
+            if mode is AccessMode.FULL:
+                d = exact_distribution(v.word_distribution(S.prompts, [S.buckets] * len(S.probes)))
+            else:
+                rows = v.sample(S.prompts, n=plan.samples, max_new_tokens=S.max_new_tokens,
+                                seed=self.settings.seed)
+                d = histogram(S, [[s.text for s in r] for r in rows])
+            refs = self.store.list_models(role="reference")
+            mu = np.mean([np.sqrt(self.store.fingerprint(r.id)[0]) for r in refs], axis=0) \
+                if refs else 0.0
+            vector = (np.sqrt(d) - mu).ravel()
+        teachers = {r.id: r.name for r in self.store.list_models(role="teacher")}
+        D, I = self.index.search(np.asarray(vector, dtype=np.float32), k + len(self.index))
+        hits = [SearchHit(teachers[int(i)], float(s)) for s, i in zip(D[0], I[0])
+                if int(i) in teachers]
+        return hits[:k]
+
+
+def _chars(samples: list[list[str]]) -> np.ndarray:
+    return np.asarray([[max(1, len(t)) for t in row] for row in samples], dtype=np.float64)
+
+
+def _scan_from_json(d: dict[str, Any]) -> ScanResult:
+    cands = tuple(
+        Candidate(**{**c, "evidence": tuple(Evidence(**e) for e in c.get("evidence", []))})
+        for c in d["candidates"])
+    return ScanResult(
+        id=d["scan_id"], suspect=d["suspect"], access=d["access"], queries=d["queries"],
+        generated_tokens=d.get("generated_tokens", 0), alpha=d["alpha"],
+        suite_name=d["suite"]["name"], suite_hash=d["suite"]["hash"], candidates=cands,
+        created_at=d["created_at"], identity=d.get("identity", {}),
+        request_id=d.get("request_id"), stopped_early=d.get("stopped_early", False))
+
