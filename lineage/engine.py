@@ -28,7 +28,7 @@ from lineage.signatures import exact_distribution, histogram
 from lineage.store import Store, utcnow
 from lineage.suites import Suite, default_suite
 from lineage.types import Candidate, Evidence, ModelRecord, ScanResult, SearchHit, ROLES
-from lineage.verdict import Observed, decide, test_teacher
+from lineage.verdict import Observed, decide, teacher_test
 
 __all__ = ["Lineage", "Settings", "Progress", "QueryPlan", "plan_queries"]
 
@@ -310,7 +310,7 @@ class Lineage:
             if len(refs) < stats.MIN_REFERENCES:
                 tests.append(None)
                 continue
-            tests.append(test_teacher(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact))
+            tests.append(teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact))
         raw = [1.0 if x is None else x.p_value for x in tests]
         adj, verdicts = decide(raw, alpha, [x is not None for x in tests])
         out = []
@@ -367,8 +367,12 @@ class Lineage:
             mu = np.mean([np.sqrt(self.store.fingerprint(r.id)[0]) for r in refs], axis=0) \
                 if refs else 0.0
             vector = (np.sqrt(d) - mu).ravel()
+        q = np.asarray(vector, dtype=np.float32).ravel()
+        norm = float(np.linalg.norm(q))
+        if norm > 0:
+            q = q / norm  # scores are then cosines in [-1, 1]
         teachers = {r.id: r.name for r in self.store.list_models(role="teacher")}
-        D, I = self.index.search(np.asarray(vector, dtype=np.float32), k + len(self.index))
+        D, I = self.index.search(q, k + len(self.index))
         hits = [SearchHit(teachers[int(i)], float(s)) for s, i in zip(D[0], I[0])
                 if int(i) in teachers]
         return hits[:k]

@@ -35,6 +35,7 @@ class SignatureIndex:
                 raise StoreError(f"cannot read index {self.path}: {e}") from None
             if idx.d != self.dim:
                 raise StoreError(f"index {self.path} has dim {idx.d}, expected {self.dim}")
+            self._raw = idx  # keep the owner alive: the downcast view shares its memory
             self._index: Any = faiss.downcast_index(idx)
         else:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))

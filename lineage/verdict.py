@@ -11,8 +11,8 @@ is to teacher T, both relative to a pool of references that excludes G:
 
 Each statistic is compared with its values over the references (each reference computed as a
 suspect against the others) by the t prediction test (`stats.prediction_pvalue`), and the two
-p-values are combined by Bonferroni (twice the smaller), which is valid whatever their
-dependence. (Summing standardised statistics was tried first: with three references the sum's
+p-values are combined by Simes' rule (min(2 * smaller, larger)), valid under independence or
+positive dependence. (Summing standardised statistics was tried first: with three references the sum's
 spread is estimated from three points that can cancel, which gave false positives.) References are observed
 exactly as the suspect is (same probes, same number of samples, same access mode), so the null
 draws carry the same noise as the suspect's statistic. Holm's correction runs across teachers.
@@ -27,7 +27,7 @@ import numpy as np
 from lineage import stats
 from lineage.signatures import centred_cosine, per_probe_centred
 
-__all__ = ["Observed", "TeacherTest", "test_teacher", "decide"]
+__all__ = ["Observed", "TeacherTest", "teacher_test", "decide"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def _similarity(g: Observed, t_dist: np.ndarray, pool_dists: list[np.ndarray]
     return s, float(contrib.std(ddof=1) * np.sqrt(contrib.size))
 
 
-def test_teacher(
+def teacher_test(
     t_id: int, t_dist: np.ndarray, suspect: Observed, refs: dict[int, Observed],
     ref_exact: dict[int, np.ndarray],
 ) -> TeacherTest:
@@ -100,8 +100,9 @@ def test_teacher(
     s, se_s = _similarity(suspect, t_dist, [ref_exact[r] for r in ids])
     p_c = stats.prediction_pvalue(c, null_c, floor_sd=se_c)
     p_s = stats.prediction_pvalue(s, null_s, floor_sd=se_s)
-    # Bonferroni over the two statistics: valid whatever their dependence.
-    p = min(1.0, 2.0 * min(p_c, p_s))
+    # Simes over the two statistics: valid when they are independent or positively dependent
+    # (both measure closeness to T), and never worse than Bonferroni's 2 * min.
+    p = min(1.0, 2.0 * min(p_c, p_s), max(p_c, p_s))
     zc = (c - float(np.mean(null_c))) / max(float(np.std(null_c, ddof=1)), se_c, 1e-12)
     zs = (s - float(np.mean(null_s))) / max(float(np.std(null_s, ddof=1)), se_s, 1e-12)
     x = max(zc, zs)

@@ -1,0 +1,108 @@
+"""The engine on tiny random models: registration, scans, idempotency, crash recovery."""
+
+import numpy as np
+import pytest
+
+from lineage.engine import Lineage, plan_queries
+from lineage.backends import AccessMode
+from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
+from lineage.suites import default_suite
+
+SUITE = default_suite().subset(12)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from tinymodels import make_tiny_model
+
+    root = tmp_path_factory.mktemp("models")
+    return {n: str(make_tiny_model(root / n, seed=i, arch="llama" if i % 2 else "neox"))
+            for i, n in enumerate(["t1", "r1", "r2", "r3", "s1"])}
+
+
+@pytest.fixture()
+def eng(tmp_path, models):
+    e = Lineage(tmp_path / "home", suite=SUITE)
+    e.register("t1", models["t1"], "teacher")
+    for r in ("r1", "r2", "r3"):
+        e.register(r, models[r], "reference")
+    yield e
+    e.close()
+
+
+def test_plan_spends_budget():
+    s = default_suite().subset(50)
+    assert plan_queries(s, AccessMode.TEXT, 100, 4).total == 100
+    assert plan_queries(s, AccessMode.TEXT, 100, 4).samples == 2
+    p = plan_queries(s, AccessMode.FULL, 60, 4)
+    assert (p.probes, p.samples, p.total) == (30, 1, 60)
+    assert plan_queries(s, AccessMode.TEXT, None, 4).total == 50
+    with pytest.raises(InvalidArgumentError):
+        plan_queries(s, AccessMode.TEXT, 5, 4)
+
+
+def test_scan_reports_every_teacher_and_counts_queries(eng, models):
+    for mode in ("full", "logprobs", "text"):
+        r = eng.scan(models["s1"], access=mode, max_queries=30)
+        assert r.queries <= 30
+        assert r.queries == (24 if mode == "full" else 24)  # 12 probes x (1 + 1) or 12 x 2
+        assert [c.teacher for c in r.candidates] == ["t1"]
+        c = r.candidates[0]
+        assert 0.0 <= c.p_value <= 1.0 and c.verdict in ("derived", "not_derived", "inconclusive")
+        assert r.generated_tokens > 0
+        assert eng.get_scan(r.id).to_json() == r.to_json()
+
+
+def test_request_ids_are_idempotent(eng, models):
+    a = eng.scan(models["s1"], access="text", request_id="req-1")
+    b = eng.scan(models["s1"], access="text", request_id="req-1")
+    assert a.id == b.id
+    assert len(eng.list_scans()) == 1
+    rec = eng.register("t2", models["s1"], "teacher", request_id="reg-1")
+    assert eng.register("t2-again", models["s1"], "teacher", request_id="reg-1").id == rec.id
+
+
+def test_duplicate_unknown_and_bad_names(eng, models):
+    with pytest.raises(AlreadyExistsError):
+        eng.register("t1", models["s1"], "teacher")
+    with pytest.raises(InvalidArgumentError):
+        eng.register("bad name!", models["s1"], "teacher")
+    with pytest.raises(InvalidArgumentError):
+        eng.register("x", models["s1"], "boss")
+    with pytest.raises(UnknownModelError):
+        eng.compare(models["s1"], "nobody")
+    with pytest.raises(InvalidArgumentError):
+        eng.scan("/does/not/exist")
+
+
+def test_no_references_gives_inconclusive(tmp_path, models):
+    e = Lineage(tmp_path / "h", suite=SUITE)
+    e.register("t1", models["t1"], "teacher")
+    r = e.scan(models["s1"], access="text")
+    assert r.candidates[0].verdict == "inconclusive"
+
+
+def test_index_is_rebuilt_from_store_after_crash(eng, models, tmp_path):
+    ids = sorted(eng.index.ids().tolist())
+    assert ids == sorted(m.id for m in eng.list_models())
+    (eng.home / "index.faiss").unlink()  # as if killed before the index was written
+    again = Lineage(eng.home, suite=SUITE)
+    assert sorted(again.index.ids().tolist()) == ids
+    hits = again.search(model=models["t1"], k=3)
+    assert hits[0].teacher == "t1" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_delete_removes_everywhere(eng):
+    rid = eng.get_model("r3").id
+    eng.delete_model("r3")
+    assert [m.name for m in eng.list_models()] == ["t1", "r1", "r2"]
+    assert len(eng.index) == 3 and rid not in eng.index.ids().tolist()
+    assert not [k for k in eng.store.score_matrix() if rid in k]
+    with pytest.raises(UnknownModelError):
+        eng.get_model("r3")
+
+
+def test_signature_vectors_are_unit_norm(eng):
+    for m in eng.list_models():
+        v = eng.index.reconstruct(m.id)
+        assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
