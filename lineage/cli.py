@@ -152,7 +152,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from lineage.demo import run_demo
 
-    return run_demo(_home(args), Path(args.zoo), as_json=args.json)
+    return run_demo(_home(args), Path(args.zoo) if args.zoo else None, as_json=args.json)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,7 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     z.set_defaults(func=cmd_zoo)
 
     d = sub.add_parser("demo", parents=[common], help="build a small zoo, register, scan")
-    d.add_argument("--zoo", default="zoo-small", help="where the small zoo is (built if absent)")
+    d.add_argument("--zoo", default=None,
+                   help="small zoo dir (default .cache/zoo-small-<code hash>; built if absent)")
     d.set_defaults(func=cmd_demo)
     _add_plugins(sub, common)
     return p

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -12,13 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def _zoo_key() -> str:
-    h = hashlib.sha256()
-    for f in sorted((ROOT / "lineage" / "zoo").glob("*.py")):
-        h.update(f.read_bytes())
-    return h.hexdigest()[:12]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,17 +24,10 @@ def _threads() -> None:
 @pytest.fixture(scope="session")
 def small_zoo() -> Path:
     """The small zoo (manifest.json + model dirs), built once and reused across runs."""
-    from lineage.zoo.build import build_zoo
+    from lineage.demo import ensure_zoo, zoo_cache_dir
 
-    cache = Path(os.environ.get("LINEAGE_TEST_CACHE", ROOT / ".cache"))
-    out = cache / f"zoo-small-{_zoo_key()}"
-    if not (out / "manifest.json").exists():
-        tmp = out.with_name(out.name + ".partial")
-        build_zoo(tmp, size="small", seed=0,
-                  progress=lambda m: print(f"[zoo] {m}", file=sys.stderr))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+    out = zoo_cache_dir(Path(os.environ.get("LINEAGE_TEST_CACHE", ROOT / ".cache")))
+    ensure_zoo(out, log=lambda m: print(f"[zoo] {m}", file=sys.stderr))
     return out
 
 

@@ -1,0 +1,36 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both create .venv and install everything on first use (CPU torch first where there is no GPU).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH_CPU ?= torch==2.13.0
+
+.PHONY: setup demo test bench-detection clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	# No GPU: install the CPU build of torch first, so that the dependency on torch
+	# does not pull a multi-GB CUDA build.
+	if ! command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(BIN)/python -m pip install -q "$(TORCH_CPU)" || \
+	  $(BIN)/python -m pip install -q "$(TORCH_CPU)" --index-url https://download.pytorch.org/whl/cpu; \
+	fi
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/lineage demo --home $(VENV)/demo-home
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench-detection: setup
+	$(BIN)/python benchmarks/detection.py --zoo .cache/zoo-full --access full
+
+clean-venv:
+	rm -rf $(VENV)

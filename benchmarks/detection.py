@@ -1,0 +1,172 @@
+"""Detection benchmark: register a zoo's teachers and references, scan every suspect, and
+measure how well lineage separates distilled students from everything else.
+
+    python benchmarks/detection.py --zoo DIR [--access full|logprobs|text] [--max-queries N]
+                                   [--alpha 0.01] [--home DIR] [--out FILE.json]
+
+Pairs: every (suspect, teacher). A pair is positive when the zoo's manifest names the teacher as
+the suspect's parent; all other pairs are negatives (independents, and students of *other*
+teachers: the hard negatives). The manifest is read here, to grade; the scan never sees it.
+
+Printed per recipe and overall, each with a Clopper-Pearson 95% interval where it is a rate:
+AUC (positives of the recipe vs all negative pairs, scored by -log10 raw p), TPR at FPR 0.01,
+empirical FPR at alpha over negative pairs (verdict "derived" on a negative), top-1 attribution
+(the teacher with the smallest p is the parent) and mean queries. Also "distillation took":
+each student's bits per character on held-out teacher samples and on real text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from lineage import stats
+from lineage.engine import Lineage
+
+
+def _score(c: dict) -> float:
+    return -math.log10(max(c["raw_p_value"], 1e-300)) + 1e-9 * c["statistic"]
+
+
+def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path) -> dict:
+    manifest = json.loads((zoo / "manifest.json").read_text())
+    models = manifest["models"]
+    eng = Lineage(home)
+    have = {m.name for m in eng.list_models(limit=10_000)}
+    t0 = time.monotonic()
+    for m in models:
+        if m["role"] in ("teacher", "reference") and m["name"] not in have:
+            print(f"register {m['name']} ({m['role']})", file=sys.stderr, flush=True)
+            eng.register(m["name"], str(zoo / m["path"]), m["role"])
+    t_reg = time.monotonic() - t0
+    teachers = [m["name"] for m in models if m["role"] == "teacher"]
+    pairs = []  # (suspect, recipe, teacher, positive, candidate)
+    scans = []
+    t0 = time.monotonic()
+    for m in [m for m in models if m["role"] == "suspect"]:
+        r = eng.scan(str(zoo / m["path"]), access=access, max_queries=max_queries, alpha=alpha)
+        d = r.to_json()
+        best = d["candidates"][0]["teacher"]
+        scans.append({"suspect": m["name"], "recipe": m["recipe"], "parent": m.get("parent"),
+                      "queries": d["queries"], "top1": best,
+                      "candidates": [{k: c[k] for k in ("teacher", "p_value", "raw_p_value",
+                                                        "statistic", "similarity", "closeness",
+                                                        "verdict")}
+                                     for c in d["candidates"]]})
+        for c in d["candidates"]:
+            pairs.append((m["name"], m["recipe"], c["teacher"], c["teacher"] == m.get("parent"),
+                          c))
+        print(f"scan {m['name']:<22} {m['recipe']:<18} parent={m.get('parent')!s:<6} "
+              + " ".join(f"{c['teacher']}:{c['verdict'][:3]}:{c['raw_p_value']:.1e}"
+                         for c in d["candidates"]), file=sys.stderr, flush=True)
+    t_scan = time.monotonic() - t0
+    neg = [c for (_, _, _, pos, c) in pairs if not pos]
+    neg_scores = [_score(c) for c in neg]
+    indep_neg = [_score(c) for (s, rec, _, pos, c) in pairs
+                 if not pos and rec.startswith("independent")]
+
+    def row(name: str, sel) -> dict:
+        pos = [c for (s, rec, t, p, c) in pairs if p and sel(rec)]
+        sus = [x for x in scans if x["parent"] and sel(x["recipe"])]
+        k_tp = sum(c["verdict"] == "derived" for c in pos)
+        top1 = sum(x["top1"] == x["parent"] for x in sus)
+        return {
+            "recipe": name, "positives": len(pos),
+            "auc": stats.auc([_score(c) for c in pos], neg_scores),
+            "tpr_at_fpr_0.01": stats.tpr_at_fpr([_score(c) for c in pos], neg_scores, 0.01),
+            "tpr_at_alpha": k_tp / len(pos) if pos else float("nan"),
+            "tpr_at_alpha_ci": stats.clopper_pearson(k_tp, len(pos)),
+            "top1": top1 / len(sus) if sus else float("nan"),
+            "top1_ci": stats.clopper_pearson(top1, len(sus)),
+            "mean_queries": float(np.mean([x["queries"] for x in sus])) if sus else float("nan"),
+        }
+
+    recipes = sorted({rec for (_, rec, _, p, _) in pairs if p})
+    rows = [row(r, lambda x, r=r: x == r) for r in recipes] + [row("all", lambda x: True)]
+    core = [c for (s, rec, t, p, c) in pairs if p and rec in ("logit_kd", "seq_kd")]
+    k_fp = sum(c["verdict"] == "derived" for c in neg)
+    fp_by_kind = defaultdict(lambda: [0, 0])
+    for (s, rec, t, p, c) in pairs:
+        if not p:
+            kind = "independent" if rec.startswith("independent") else "other_teacher_student"
+            fp_by_kind[kind][0] += c["verdict"] == "derived"
+            fp_by_kind[kind][1] += 1
+    took = [{"name": m["name"], "recipe": m["recipe"], "parent": m.get("parent"),
+             **(m.get("eval") or {})} for m in models]
+    return {
+        "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
+        "teachers": teachers,
+        "n_references": sum(m["role"] == "reference" for m in models),
+        "rows": rows,
+        "core_auc_logit_and_seq_kd_vs_independents": stats.auc([_score(c) for c in core],
+                                                                 indep_neg),
+        "fpr_at_alpha": k_fp / len(neg) if neg else float("nan"),
+        "fpr_at_alpha_ci": stats.clopper_pearson(k_fp, len(neg)),
+        "negative_pairs": len(neg),
+        "fpr_by_kind": {k: {"fp": a, "n": b, "rate": a / b, "ci": stats.clopper_pearson(a, b)}
+                        for k, (a, b) in fp_by_kind.items()},
+        "register_seconds": t_reg, "scan_seconds": t_scan,
+        "scans": scans, "distillation": took,
+    }
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.2f},{ci[1]:.2f}]"
+
+
+def print_report(res: dict) -> None:
+    print(f"\nDetection on {res['zoo']}  access={res['access']}  max_queries={res['max_queries']}"
+          f"  alpha={res['alpha']}  teachers={len(res['teachers'])}  "
+          f"references={res['n_references']}")
+    print(f"{'recipe':<18}{'n':>4}{'AUC':>7}{'TPR@1%FPR':>11}{'TPR@alpha':>11}{'95% CI':>13}"
+          f"{'top-1':>7}{'95% CI':>13}{'queries':>9}")
+    for r in res["rows"]:
+        print(f"{r['recipe']:<18}{r['positives']:>4}{r['auc']:>7.3f}{r['tpr_at_fpr_0.01']:>11.2f}"
+              f"{r['tpr_at_alpha']:>11.2f}{_ci(r['tpr_at_alpha_ci']):>13}{r['top1']:>7.2f}"
+              f"{_ci(r['top1_ci']):>13}{r['mean_queries']:>9.0f}")
+    print(f"\nAUC logit_kd + seq_kd vs independents: "
+          f"{res['core_auc_logit_and_seq_kd_vs_independents']:.3f}")
+    print(f"Empirical FPR at alpha over {res['negative_pairs']} negative pairs: "
+          f"{res['fpr_at_alpha']:.3f} {_ci(res['fpr_at_alpha_ci'])}")
+    for k, v in res["fpr_by_kind"].items():
+        print(f"  {k:<24} {v['fp']}/{v['n']} = {v['rate']:.3f} {_ci(v['ci'])}")
+    print("\nDistillation took (bits per character; lower = learned more):")
+    print(f"{'model':<24}{'recipe':<20}{'parent':<8}{'teacher bpc':>12}{'real bpc':>10}")
+    for m in res["distillation"]:
+        tb, rb = m.get("teacher_bpc"), m.get("real_bpc")
+        print(f"{m['name']:<24}{m['recipe']:<20}{m['parent'] or '-':<8}"
+              f"{'-' if tb is None else f'{tb:.3f}':>12}{'-' if rb is None else f'{rb:.3f}':>10}")
+    print(f"\nregister {res['register_seconds']:.0f}s, scans {res['scan_seconds']:.0f}s")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--zoo", required=True, type=Path)
+    ap.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
+    ap.add_argument("--max-queries", type=int, default=None)
+    ap.add_argument("--alpha", type=float, default=0.01)
+    ap.add_argument("--home", type=Path, default=None,
+                    help="lineage home to register into (default: a fresh temp dir)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON output (default benchmarks/results/detection-ACCESS.json)")
+    a = ap.parse_args()
+    home = a.home or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
+    res = run(a.zoo, a.access, a.max_queries, a.alpha, home)
+    out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print_report(res)
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""End to end through the CLI on the small zoo: the contract, and the verdicts that matter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def lineage(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LINEAGE_HOME=str(home))
+    return subprocess.run([sys.executable, "-m", "lineage.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=900)
+
+
+def _by_recipe(manifest: dict, recipe: str, parent: str | None = "t1") -> dict:
+    return next(m for m in manifest["models"]
+                if m["recipe"] == recipe and m.get("parent") == parent and m["role"] == "suspect")
+
+
+@pytest.fixture(scope="module")
+def scans(registered_home, small_zoo, zoo_manifest):
+    """Scan a logit-KD student, a sequence-KD student and an independent, via the CLI."""
+    out = {}
+    indep = next(m for m in zoo_manifest["models"]
+                 if m["role"] == "suspect" and not m.get("parent"))
+    for key, m in (("logit_kd", _by_recipe(zoo_manifest, "logit_kd")),
+                   ("seq_kd", _by_recipe(zoo_manifest, "seq_kd")), ("independent", indep)):
+        p = lineage("scan", str(small_zoo / m["path"]), "--json", home=registered_home)
+        assert p.returncode == 0, p.stderr
+        out[key] = (p.stdout, json.loads(p.stdout))
+    return out
+
+
+def test_json_contract(scans, zoo_manifest):
+    teachers = {m["name"] for m in zoo_manifest["models"] if m["role"] == "teacher"}
+    for stdout, d in scans.values():
+        assert stdout.count("\n") == 1  # exactly one JSON object on stdout, nothing else
+        assert isinstance(d["suspect"], str) and d["access"] == "full"
+        assert isinstance(d["queries"], int) and d["queries"] > 0
+        assert {c["teacher"] for c in d["candidates"]} == teachers
+        ps = [c["p_value"] for c in d["candidates"]]
+        assert ps == sorted(ps)
+        for c in d["candidates"]:
+            assert set(c) >= {"teacher", "similarity", "p_value", "verdict"}
+            assert isinstance(c["similarity"], float) and 0.0 <= c["p_value"] <= 1.0
+            assert c["verdict"] in ("derived", "not_derived", "inconclusive")
+
+
+def test_students_are_derived_from_their_teacher(scans):
+    for key in ("logit_kd", "seq_kd"):
+        d = scans[key][1]
+        top = d["candidates"][0]
+        assert (top["teacher"], top["verdict"]) == ("t1", "derived"), (key, d["candidates"])
+
+
+def test_independent_is_not_derived_from_any_teacher(scans):
+    d = scans["independent"][1]
+    assert [c["verdict"] for c in d["candidates"]] == ["not_derived"] * len(d["candidates"])
+
+
+def test_models_list_json(registered_home, zoo_manifest):
+    p = lineage("models", "list", "--json", home=registered_home)
+    assert p.returncode == 0
+    names = [m["name"] for m in json.loads(p.stdout)["models"]]
+    assert names == [m["name"] for m in zoo_manifest["models"]
+                     if m["role"] in ("teacher", "reference")]
+
+
+def test_bad_input_exits_nonzero_with_one_line(registered_home, tmp_path):
+    p = lineage("scan", str(tmp_path / "missing"), "--json", home=registered_home)
+    assert p.returncode != 0 and p.stdout == ""
+    assert p.stderr.strip().count("\n") == 0 and "does not exist" in p.stderr
+    p = lineage("scan", str(tmp_path), "--alpha", "2", home=registered_home)
+    assert p.returncode != 0 and p.stderr.startswith("lineage: error:")
+
+
+def test_register_via_cli_refuses_pickles(home_copy, tmp_path, small_zoo, zoo_manifest):
+    import shutil
+
+    src = small_zoo / zoo_manifest["models"][0]["path"]
+    bad = tmp_path / "pickled"
+    shutil.copytree(src, bad)
+    (bad / "model.safetensors").unlink()
+    (bad / "pytorch_model.bin").write_bytes(b"\x80\x04.")
+    p = lineage("register", "evil", str(bad), "--role", "teacher", home=home_copy)
+    assert p.returncode != 0 and "pickle" in p.stderr
+    p = lineage("models", "list", "--json", home=home_copy)
+    assert "evil" not in p.stdout
