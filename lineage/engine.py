@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lineage import stats
-from lineage.backends import AccessMode, ModelBackend, open_model, view
+from lineage.backends import AccessMode, ModelBackend, Sample, open_model, view
 from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
 from lineage.index import SignatureIndex
 from lineage.signatures import exact_distribution, histogram
@@ -183,12 +183,14 @@ class Lineage:
         dist = exact_distribution(full.word_distribution(S.prompts, [S.buckets] * len(S.probes)))
         prog("sampling", 0, 1)
         rows = full.sample(S.prompts, n=self.settings.n_reg, max_new_tokens=S.max_new_tokens,
-                           temperature=1.0, seed=_seed_for(name, self.settings.seed))
+                           temperature=1.0, seed=_seed_for(name, self.settings.seed),
+                           top_logprobs=1)
         samples = [[s.text for s in row] for row in rows]
         with self._lock:
             others = self.store.list_models()
         score_rows: dict[tuple[str, str], np.ndarray] = {}
-        score_rows[(name, name)] = self._score(backend, samples)
+        # a model's own row is the log-probability of its sampled path, as a suspect reports it
+        score_rows[(name, name)] = _self_ll(rows).astype(np.float32)
         for i, o in enumerate(others):
             prog("cross-scoring", i, len(others))
             ob = self._backend(o.uri)
@@ -264,8 +266,10 @@ class Lineage:
                              else max_queries)
         v = view(backend, mode)
         prog("querying suspect", 0, plan.total)
+        sees_logprobs = mode is not AccessMode.TEXT
         rows = v.sample(suite.prompts, n=plan.samples, max_new_tokens=suite.max_new_tokens,
-                        temperature=1.0, seed=_seed_for("scan:" + model, self.settings.seed))
+                        temperature=1.0, seed=_seed_for("scan:" + model, self.settings.seed),
+                        top_logprobs=1 if sees_logprobs else 0)
         samples = [[s.text for s in row] for row in rows]
         if mode is AccessMode.FULL:
             dist = exact_distribution(
@@ -278,7 +282,8 @@ class Lineage:
         for i, r in enumerate(scorers):
             prog("scoring", i, len(scorers))
             ll[r.id] = self._score(self._backend(r.uri), samples).astype(np.float64)
-        suspect = Observed(dist, _chars(samples), ll)
+        suspect = Observed(dist, _chars(samples), ll,
+                           _self_ll(rows) if sees_logprobs else None)
         candidates = self._test_all(tlist, refs, suspect, suite, plan, mode, alpha)
         result = ScanResult(
             id=uuid.uuid4().hex, suspect=model, access=mode.value,
@@ -304,7 +309,9 @@ class Lineage:
             od = d[:P] if mode is AccessMode.FULL else histogram(suite, smp)
             ref_obs[r.id] = Observed(od, _chars(smp), {
                 sid: allsc[(sid, r.id)][:P, :n].astype(np.float64)
-                for sid in [t.id for t in tlist] + [x.id for x in refs] if sid != r.id})
+                for sid in [t.id for t in tlist] + [x.id for x in refs] if sid != r.id},
+                None if mode is AccessMode.TEXT
+                else allsc[(r.id, r.id)][:P, :n].astype(np.float64))
         tests = []
         for t in tlist:
             if len(refs) < stats.MIN_REFERENCES:
@@ -376,6 +383,12 @@ class Lineage:
         hits = [SearchHit(teachers[int(i)], float(s)) for s, i in zip(D[0], I[0])
                 if int(i) in teachers]
         return hits[:k]
+
+
+def _self_ll(rows: list[list[Sample]]) -> np.ndarray:
+    """[P, n] sum of each sample's own token logprobs (requires logprob access)."""
+    return np.asarray([[sum(s.token_logprobs or ()) for s in row] for row in rows],
+                      dtype=np.float64)
 
 
 def _chars(samples: list[list[str]]) -> np.ndarray:

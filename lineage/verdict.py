@@ -8,11 +8,14 @@ is to teacher T, both relative to a pool of references that excludes G:
        sum_x [log P_T(x) - mean_R log P_R(x)] / sum_x chars(x).
    A student that learned from T's text writes text that T finds unusually likely.
 2. *similarity*: the centred cosine between G's and T's first-word signatures (`signatures`).
+3. *agreement* (full and logprobs access only, where G's own log-likelihood of its samples is
+   visible): minus the KL divergence from G to T on G's text, per character,
+       sum_x [log P_T(x) - log P_G(x)] / sum_x chars(x).
 
 Each statistic is compared with its values over the references (each reference computed as a
 suspect against the others) by the t prediction test (`stats.prediction_pvalue`), and the two
-p-values are combined by Simes' rule (min(2 * smaller, larger)), valid under independence or
-positive dependence. (Summing standardised statistics was tried first: with three references the sum's
+p-values are combined by Simes' rule (min over k of m * p_(k) / k), valid under independence or
+positive dependence (all statistics measure closeness to T). (Summing standardised statistics was tried first: with three references the sum's
 spread is estimated from three points that can cancel, which gave false positives.) References are observed
 exactly as the suspect is (same probes, same number of samples, same access mode), so the null
 draws carry the same noise as the suspect's statistic. Holm's correction runs across teachers.
@@ -34,37 +37,48 @@ __all__ = ["Observed", "TeacherTest", "teacher_test", "decide"]
 class Observed:
     """What is known about one generator on the probes in use.
 
-    dist:  [P, B+1] float64 first-word distribution (exact or histogram)
-    chars: [P, n] float64 characters in each sample (at least 1)
-    ll:    scorer model id -> [P, n] float64 log-likelihood (nats) of each sample
+    dist:    [P, B+1] float64 first-word distribution (exact or histogram)
+    chars:   [P, n] float64 characters in each sample (at least 1)
+    ll:      scorer model id -> [P, n] float64 log-likelihood (nats) of each sample
+    self_ll: [P, n] float64 the generator's own log-likelihood of its samples, when the access
+             mode reveals it (full, logprobs); None in text mode
     """
 
     dist: np.ndarray
     chars: np.ndarray
     ll: dict[int, np.ndarray]
+    self_ll: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class TeacherTest:
-    statistic: float
-    null: tuple[float, ...]
-    p_value: float
+    statistic: float  # the largest standardised statistic
+    null: tuple[float, ...]  # the references' largest standardised statistics
+    p_value: float  # Simes-combined
     similarity: float
     closeness: float
     contributions: np.ndarray  # [P] per-probe share of the closeness, nats/char
-    p_closeness: float = 1.0
-    p_similarity: float = 1.0
+    p_parts: dict[str, float]  # each statistic's own p-value
 
 
-def _closeness(g: Observed, t_id: int, pool: list[int]) -> tuple[float, np.ndarray, float]:
-    """(closeness, per-probe contributions [P], standard error) of generator g to teacher t."""
+def _closeness(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float, np.ndarray]:
+    """Teacher likelihood advantage on g's text: (value, standard error, per-probe [P])."""
     ref = np.mean([g.ll[r] for r in pool], axis=0)
-    diff = g.ll[t_id] - ref  # [P, n]
-    total_chars = float(g.chars.sum())
-    c = float(diff.sum()) / total_chars
-    resid = (diff - c * g.chars).ravel()
-    se = float(np.sqrt((resid**2).sum())) / total_chars
-    return c, diff.sum(axis=1) / total_chars, se
+    return _ratio(g.ll[t_id] - ref, g.chars)
+
+
+def _agreement(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float, np.ndarray]:
+    """-KL(G || T) per char on g's own samples: sum [log P_T(x) - log P_G(x)] / chars."""
+    assert g.self_ll is not None
+    return _ratio(g.ll[t_id] - g.self_ll, g.chars)
+
+
+def _ratio(diff: np.ndarray, chars: np.ndarray) -> tuple[float, float, np.ndarray]:
+    total = float(chars.sum())
+    c = float(diff.sum()) / total
+    resid = (diff - c * chars).ravel()
+    se = float(np.sqrt((resid**2).sum())) / total
+    return c, se, diff.sum(axis=1) / total
 
 
 def _similarity(g: Observed, t_dist: np.ndarray, pool_dists: list[np.ndarray]
@@ -79,6 +93,13 @@ def _similarity(g: Observed, t_dist: np.ndarray, pool_dists: list[np.ndarray]
     return s, float(contrib.std(ddof=1) * np.sqrt(contrib.size))
 
 
+def simes(pvalues: list[float]) -> float:
+    """Simes' combination: min_k m * p_(k) / k. Valid under independence or PRDS."""
+    p = sorted(pvalues)
+    m = len(p)
+    return min(1.0, min(m * p[k] / (k + 1) for k in range(m)))
+
+
 def teacher_test(
     t_id: int, t_dist: np.ndarray, suspect: Observed, refs: dict[int, Observed],
     ref_exact: dict[int, np.ndarray],
@@ -91,28 +112,34 @@ def teacher_test(
     ids = sorted(refs)
     if len(ids) < stats.MIN_REFERENCES:
         raise ValueError("too few references")
-    null_c, null_s = [], []
-    for j in ids:
-        pool = [r for r in ids if r != j]
-        null_c.append(_closeness(refs[j], t_id, pool)[0])
-        null_s.append(_similarity(refs[j], t_dist, [ref_exact[r] for r in pool])[0])
-    c, contrib, se_c = _closeness(suspect, t_id, ids)
-    s, se_s = _similarity(suspect, t_dist, [ref_exact[r] for r in ids])
-    p_c = stats.prediction_pvalue(c, null_c, floor_sd=se_c)
-    p_s = stats.prediction_pvalue(s, null_s, floor_sd=se_s)
-    # Simes over the two statistics: valid when they are independent or positively dependent
-    # (both measure closeness to T), and never worse than Bonferroni's 2 * min.
-    p = min(1.0, 2.0 * min(p_c, p_s), max(p_c, p_s))
-    zc = (c - float(np.mean(null_c))) / max(float(np.std(null_c, ddof=1)), se_c, 1e-12)
-    zs = (s - float(np.mean(null_s))) / max(float(np.std(null_s, ddof=1)), se_s, 1e-12)
-    x = max(zc, zs)
-    null = [max(a, b) for a, b in zip(_z(null_c), _z(null_s))]
-    return TeacherTest(float(x), tuple(float(v) for v in null), p, s, c, contrib, p_c, p_s)
+    all_pool = [ref_exact[r] for r in ids]
+    parts: dict[str, tuple[float, float, list[float]]] = {}
+    c, se_c, contrib = _closeness(suspect, t_id, ids)
+    parts["closeness"] = (c, se_c, [
+        _closeness(refs[j], t_id, [r for r in ids if r != j])[0] for j in ids])
+    s, se_s = _similarity(suspect, t_dist, all_pool)
+    parts["similarity"] = (s, se_s, [
+        _similarity(refs[j], t_dist, [ref_exact[r] for r in ids if r != j])[0] for j in ids])
+    if suspect.self_ll is not None and all(refs[j].self_ll is not None for j in ids):
+        a, se_a, _ = _agreement(suspect, t_id, ids)
+        parts["agreement"] = (a, se_a, [_agreement(refs[j], t_id, [])[0] for j in ids])
+    p_parts = {k: stats.prediction_pvalue(x, null, floor_sd=se)
+               for k, (x, se, null) in parts.items()}
+    z = {k: _standardise(x, se, null) for k, (x, se, null) in parts.items()}
+    nulls = [max(_z_of(null)[j] for (_, _, null) in parts.values()) for j in range(len(ids))]
+    return TeacherTest(
+        statistic=max(z.values()), null=tuple(nulls), p_value=simes(list(p_parts.values())),
+        similarity=s, closeness=c, contributions=contrib, p_parts=p_parts)
 
 
-def _z(a: list[float]) -> list[float]:
-    v = np.asarray(a, dtype=np.float64)
-    return ((v - v.mean()) / max(float(v.std(ddof=1)), 1e-12)).tolist()
+def _standardise(x: float, se: float, null: list[float]) -> float:
+    a = np.asarray(null, dtype=np.float64)
+    return float((x - a.mean()) / max(float(a.std(ddof=1)), se, 1e-12))
+
+
+def _z_of(null: list[float]) -> list[float]:
+    a = np.asarray(null, dtype=np.float64)
+    return ((a - a.mean()) / max(float(a.std(ddof=1)), 1e-12)).tolist()
 
 
 def decide(raw: list[float], alpha: float, usable: list[bool]) -> tuple[list[float], list[str]]:

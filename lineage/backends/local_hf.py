@@ -298,13 +298,14 @@ class LocalHFBackend:
         res = []
         for r in range(B):
             L = int(lengths[r])
-            toks = [int(x) for x in out_tok[r, :L] if int(x) != eos]
-            text = self.tokenizer.decode(toks, skip_special_tokens=True)
+            keep = [t for t in range(L) if int(out_tok[r, t]) != eos]  # the stop token is no text
+            text = self.tokenizer.decode([int(out_tok[r, t]) for t in keep],
+                                         skip_special_tokens=True)
             res.append(Sample(
                 text=text,
                 n_tokens=L,
-                token_logprobs=tuple(float(x) for x in out_lp[r, :L]) if top_k else None,
-                top_logprobs=tuple(tops[r][:L]) if top_k else None,
+                token_logprobs=tuple(float(out_lp[r, t]) for t in keep) if top_k else None,
+                top_logprobs=tuple(tops[r][t] for t in keep) if top_k else None,
             ))
         return res
 
