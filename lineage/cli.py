@@ -99,6 +99,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     kw = dict(access=args.access, max_queries=args.max_queries, alpha=args.alpha)
+    if args.no_early_stop:
+        kw["early_stop"] = False
     if args.server:
         from lineage.client import LineageClient
 
@@ -181,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
         sp.add_argument("--max-queries", type=int, default=None, metavar="N")
         sp.add_argument("--alpha", type=float, default=0.01)
+        sp.add_argument("--no-early-stop", action="store_true",
+                        help="spend the whole budget even when the decision is already clear")
 
     r = sub.add_parser("register", parents=[common, remote], help="fingerprint and add a model")
     r.add_argument("name")

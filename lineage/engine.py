@@ -28,13 +28,17 @@ from lineage.signatures import exact_distribution, histogram
 from lineage.store import Store, utcnow
 from lineage.suites import Suite, default_suite
 from lineage.types import Candidate, Evidence, ModelRecord, ScanResult, SearchHit, ROLES
-from lineage.verdict import Observed, decide, teacher_test
+from lineage.verdict import Observed, TeacherTest, decide, teacher_test
 
 __all__ = ["Lineage", "Settings", "Progress", "QueryPlan", "plan_queries"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 MIN_PROBES = 8
 MAX_NAME = 128
+#: alpha spending over the looks of a sequential scan (sums to 1)
+LOOK_FRACTIONS = (0.25, 0.5, 1.0)
+LOOK_WEIGHTS = (0.1, 0.2, 0.7)
+FUTILITY_P = 0.5
 
 
 @dataclass(frozen=True)
@@ -209,11 +213,12 @@ class Lineage:
                 self.index.save()
         return rec
 
-    def _score(self, backend: ModelBackend, samples: list[list[str]]) -> np.ndarray:
-        """log P(sample | prompt) for samples [P][n] -> [P, n] float32."""
+    def _score(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
+               ) -> np.ndarray:
+        """log P(sample | prompt) for samples [P][n] of probes offset.. -> [P, n] float32."""
         S = self.suite
         P, n = len(samples), len(samples[0])
-        prompts = [S.probes[i].prompt for i in range(P) for _ in range(n)]
+        prompts = [S.probes[offset + i].prompt for i in range(P) for _ in range(n)]
         conts = [t for row in samples for t in row]
         return np.asarray(backend.score(prompts, conts), dtype=np.float32).reshape(P, n)
 
@@ -237,8 +242,18 @@ class Lineage:
 
     def scan(self, model: str, *, access: str = "full", max_queries: int | None = None,
              alpha: float = 0.01, teachers: Sequence[str] | None = None,
-             request_id: str | None = None, progress: Progress | None = None) -> ScanResult:
-        """Query the suspect, then test it against every registered teacher (or `teachers`)."""
+             request_id: str | None = None, progress: Progress | None = None,
+             early_stop: bool = True) -> ScanResult:
+        """Query the suspect, then test it against every registered teacher (or `teachers`).
+
+        With `early_stop`, the probes are asked in up to three looks (1/4, 1/2, all of the
+        plan) and the scan stops at the first look where every teacher is decided: derived
+        at alpha, or clearly not (raw p > FUTILITY_P). Validity under this optional stopping
+        comes from alpha spending: look k may spend LOOK_WEIGHTS[k] of alpha, i.e. a
+        teacher's p-value is min over looks of p_k / w_k (weighted Bonferroni), and Holm's
+        correction across teachers applies to those. Stopping for futility never rejects, so
+        it cannot raise the false-positive rate.
+        """
         if not 0.0 < alpha < 1.0:
             raise InvalidArgumentError("alpha must be in (0, 1)", field="alpha")
         if request_id:
@@ -265,60 +280,85 @@ class Lineage:
         backend = open_model(model, max_queries=plan.total if max_queries is None
                              else max_queries)
         v = view(backend, mode)
-        prog("querying suspect", 0, plan.total)
         sees_logprobs = mode is not AccessMode.TEXT
-        rows = v.sample(suite.prompts, n=plan.samples, max_new_tokens=suite.max_new_tokens,
-                        temperature=1.0, seed=_seed_for("scan:" + model, self.settings.seed),
-                        top_logprobs=1 if sees_logprobs else 0)
-        samples = [[s.text for s in row] for row in rows]
-        if mode is AccessMode.FULL:
-            dist = exact_distribution(
-                v.word_distribution(suite.prompts, [suite.buckets] * plan.probes))
-        else:
-            dist = histogram(suite, samples)
-        prog("querying suspect", plan.total, plan.total)
-        scorers = tlist + refs
+        seed = _seed_for("scan:" + model, self.settings.seed)
+        rows: list[list[Sample]] = []
+        word_probs: list[list[float]] = []
         ll: dict[int, np.ndarray] = {}
-        for i, r in enumerate(scorers):
-            prog("scoring", i, len(scorers))
-            ll[r.id] = self._score(self._backend(r.uri), samples).astype(np.float64)
-        suspect = Observed(dist, _chars(samples), ll,
-                           _self_ll(rows) if sees_logprobs else None)
-        candidates = self._test_all(tlist, refs, suspect, suite, plan, mode, alpha)
+        looks = _looks(plan.probes, early_stop)
+        weights = LOOK_WEIGHTS[-len(looks):] if len(looks) > 1 else (1.0,)
+        best: dict[str, float] = {}
+        stopped = False
+        for k, (P, w) in enumerate(zip(looks, weights)):
+            lo = len(rows)
+            prompts = suite.prompts[lo:P]
+            prog("querying suspect", backend.usage.queries, plan.total)
+            rows += v.sample(prompts, n=plan.samples, max_new_tokens=suite.max_new_tokens,
+                             temperature=1.0, seed=seed + k,
+                             top_logprobs=1 if sees_logprobs else 0)
+            if mode is AccessMode.FULL:
+                word_probs += v.word_distribution(prompts, [suite.buckets] * len(prompts))
+            new = [[x.text for x in row] for row in rows[lo:P]]
+            for i, r in enumerate(tlist + refs):
+                prog("scoring", i, len(tlist) + len(refs))
+                part = self._score(self._backend(r.uri), new, offset=lo).astype(np.float64)
+                ll[r.id] = part if r.id not in ll else np.concatenate([ll[r.id], part])
+            samples = [[x.text for x in row] for row in rows]
+            sub = suite.subset(P)
+            dist = exact_distribution(word_probs) if mode is AccessMode.FULL \
+                else histogram(sub, samples)
+            suspect = Observed(dist, _chars(samples), dict(ll),
+                               _self_ll(rows) if sees_logprobs else None)
+            tests = self._tests(tlist, refs, suspect, P, plan.samples, mode)
+            for t, x in zip(tlist, tests):
+                p = 1.0 if x is None else min(1.0, x.p_value / w)
+                best[t.name] = min(best.get(t.name, 1.0), p)
+            adj = stats.holm([best[t.name] for t in tlist])
+            decided = all(q <= alpha or (x is not None and x.p_value > FUTILITY_P)
+                          for q, x in zip(adj, tests))
+            if decided and k < len(looks) - 1:
+                stopped = True
+                break
+        prog("querying suspect", backend.usage.queries, plan.total)
+        candidates = self._candidates(tlist, refs, tests, [best[t.name] for t in tlist],
+                                      sub, alpha)
         result = ScanResult(
             id=uuid.uuid4().hex, suspect=model, access=mode.value,
             queries=backend.usage.queries, generated_tokens=backend.usage.generated_tokens,
             alpha=alpha, suite_name=suite.name, suite_hash=self.suite.hash,
             candidates=tuple(candidates), created_at=utcnow(),
-            identity=dict(backend.identity), request_id=request_id)
+            identity=dict(backend.identity), request_id=request_id, stopped_early=stopped)
         self.store.add_scan(result.id, model, result.to_json(), request_id)
         return result
 
-    def _test_all(self, tlist: list[ModelRecord], refs: list[ModelRecord], suspect: Observed,
-                  suite: Suite, plan: QueryPlan, mode: AccessMode, alpha: float
-                  ) -> list[Candidate]:
-        P, n = plan.probes, plan.samples
+    def _tests(self, tlist: list[ModelRecord], refs: list[ModelRecord], suspect: Observed,
+               P: int, n: int, mode: AccessMode) -> list[TeacherTest | None]:
+        """One test per teacher on the first P probes, n samples each (None: no test)."""
+        if len(refs) < stats.MIN_REFERENCES:
+            return [None] * len(tlist)
         allsc = self.store.score_matrix()
         fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
+        sub = self.suite.subset(P)
         ref_obs: dict[int, Observed] = {}
         ref_exact: dict[int, np.ndarray] = {}
+        scorer_ids = [t.id for t in tlist] + [x.id for x in refs]
         for r in refs:
             d, smp = fps[r.id]
             smp = [row[:n] for row in smp[:P]]
             ref_exact[r.id] = d[:P]
-            od = d[:P] if mode is AccessMode.FULL else histogram(suite, smp)
-            ref_obs[r.id] = Observed(od, _chars(smp), {
-                sid: allsc[(sid, r.id)][:P, :n].astype(np.float64)
-                for sid in [t.id for t in tlist] + [x.id for x in refs] if sid != r.id},
+            od = d[:P] if mode is AccessMode.FULL else histogram(sub, smp)
+            ref_obs[r.id] = Observed(
+                od, _chars(smp),
+                {sid: allsc[(sid, r.id)][:P, :n].astype(np.float64)
+                 for sid in scorer_ids if sid != r.id},
                 None if mode is AccessMode.TEXT
                 else allsc[(r.id, r.id)][:P, :n].astype(np.float64))
-        tests = []
-        for t in tlist:
-            if len(refs) < stats.MIN_REFERENCES:
-                tests.append(None)
-                continue
-            tests.append(teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact))
-        raw = [1.0 if x is None else x.p_value for x in tests]
+        return [teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact)
+                for t in tlist]
+
+    def _candidates(self, tlist: list[ModelRecord], refs: list[ModelRecord],
+                    tests: list[TeacherTest | None], raw: list[float], suite: Suite,
+                    alpha: float) -> list[Candidate]:
         adj, verdicts = decide(raw, alpha, [x is not None for x in tests])
         out = []
         for t, x, p, q, vd in zip(tlist, tests, raw, adj, verdicts):
@@ -383,6 +423,13 @@ class Lineage:
         hits = [SearchHit(teachers[int(i)], float(s)) for s, i in zip(D[0], I[0])
                 if int(i) in teachers]
         return hits[:k]
+
+
+def _looks(probes: int, early_stop: bool) -> list[int]:
+    """Probe counts at which a scan looks at its evidence."""
+    if not early_stop or probes < 4 * MIN_PROBES:
+        return [probes]
+    return sorted({max(MIN_PROBES, round(f * probes)) for f in LOOK_FRACTIONS})
 
 
 def _self_ll(rows: list[list[Sample]]) -> np.ndarray:
