@@ -275,10 +275,15 @@ class Lineage:
             raise InvalidArgumentError("no teachers are registered; register one first",
                                        field="teachers")
         refs = [r for r in recs if r.role == "reference"]
-        plan = plan_queries(self.suite, mode, max_queries, self.settings.n_reg)
+        if max_queries is not None and max_queries < 1:
+            raise InvalidArgumentError("max_queries must be >= 1", field="max_queries")
+        # Open first: a remote backend may spend queries probing its capabilities, and those
+        # count against the same budget.
+        backend = open_model(model, max_queries=max_queries)
+        plan = plan_queries(self.suite, mode, backend.usage.remaining, self.settings.n_reg)
+        if max_queries is None:
+            backend.usage.max_queries = backend.usage.queries + plan.total
         suite = self.suite.subset(plan.probes)
-        backend = open_model(model, max_queries=plan.total if max_queries is None
-                             else max_queries)
         v = view(backend, mode)
         sees_logprobs = mode is not AccessMode.TEXT
         seed = _seed_for("scan:" + model, self.settings.seed)

@@ -2,6 +2,8 @@
 
 Registry of URI schemes (one adapter per backend, no if/elif factory growing without bound):
 - a local directory in Hugging Face format -> `LocalHFBackend`
+- ``hf:ORG/NAME[@REVISION]`` -> a Hub snapshot (safetensors only) opened with `LocalHFBackend`
+- ``openai+http(s)://HOST:PORT/v1?model=NAME&access=logprobs|text`` -> `OpenAIHTTPBackend`
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ def _open_local(uri: str, max_queries: int | None) -> ModelBackend:
     from lineage.backends.local_hf import LocalHFBackend
 
     return LocalHFBackend(uri, max_queries=max_queries)
+
+
+def _open_hf(uri: str, max_queries: int | None) -> ModelBackend:
+    from lineage.backends.hub import open_hf
+
+    return open_hf(uri, max_queries)
+
+
+def _open_openai(uri: str, max_queries: int | None) -> ModelBackend:
+    from lineage.backends.openai_http import open_openai
+
+    return open_openai(uri, max_queries)
+
+
+register_scheme("hf:", _open_hf)
+register_scheme("openai+http://", _open_openai)
+register_scheme("openai+https://", _open_openai)
 
 
 def open_model(uri: str, *, max_queries: int | None = None) -> ModelBackend:
