@@ -23,6 +23,8 @@ __all__ = ["LocalHFBackend", "weights_sha256"]
 MAX_BATCH_TOKENS = 16_384
 _WORDCH = re.compile(r"[A-Za-z0-9_]")
 MAX_SAMPLES_PER_PROMPT = 64
+MAX_SAMPLE_ROWS = 512
+MAX_SAMPLE_TOKENS = 65_536
 
 
 def weights_sha256(path: Path) -> str:
@@ -235,7 +237,9 @@ class LocalHFBackend:
         flat = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
         enc = [self._fit(self._encode(p), [0] * max_new_tokens) for _, p in flat]
         results: list[list[Sample]] = [[] for _ in prompts]
-        per_batch = max(1, MAX_BATCH_TOKENS // (max(len(e) for e in enc) + max_new_tokens))
+        # KV-cache decoding is step-bound, so sample many rows at once (bounded by tokens)
+        per_batch = max(1, min(MAX_SAMPLE_ROWS,
+                               MAX_SAMPLE_TOKENS // (max(len(e) for e in enc) + max_new_tokens)))
         for b0 in range(0, len(flat), per_batch):
             chunk = list(range(b0, min(len(flat), b0 + per_batch)))
             samples = self._sample_batch(

@@ -1,0 +1,1 @@
+"""The zoo: offline families of tiny models with known lineage, for tests and benchmarks."""
