@@ -7,7 +7,8 @@ is to teacher T, both relative to a pool of references that excludes G:
    in nats per character (characters, not tokens, so tokenizers do not matter):
        sum_x [log P_T(x) - mean_R log P_R(x)] / sum_x chars(x).
    A student that learned from T's text writes text that T finds unusually likely.
-2. *similarity*: the centred cosine between G's and T's first-word signatures (`signatures`).
+2. *similarity*: the cosine between G's and T's first-word signatures (`signatures`) after
+   centring on the pool and projecting out the directions in which the pool's models differ.
 3. *agreement* (full and logprobs access only, where G's own log-likelihood of its samples is
    visible): minus the KL divergence from G to T on G's text, per character,
        sum_x [log P_T(x) - log P_G(x)] / sum_x chars(x).
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from lineage import stats
-from lineage.signatures import centred_cosine, per_probe_centred
 
 __all__ = ["Observed", "TeacherTest", "teacher_test", "decide"]
 
@@ -83,14 +83,36 @@ def _ratio(diff: np.ndarray, chars: np.ndarray) -> tuple[float, float, np.ndarra
 
 def _similarity(g: Observed, t_dist: np.ndarray, pool_dists: list[np.ndarray]
                 ) -> tuple[float, float]:
-    """(centred cosine, standard error) between g's and t's signatures."""
-    mu = np.mean([np.sqrt(d) for d in pool_dists], axis=0)
-    s = centred_cosine(g.dist, t_dist, mu)
-    x = np.linalg.norm(np.sqrt(g.dist) - mu) * np.linalg.norm(np.sqrt(t_dist) - mu)
-    if x == 0:
-        return s, 0.0
-    contrib = per_probe_centred(g.dist, t_dist, mu) / x
-    return s, float(contrib.std(ddof=1) * np.sqrt(contrib.size))
+    """(residual cosine, standard error) between g's and t's signatures.
+
+    Both signatures are centred on the pool's mean and then stripped of every direction in
+    which the pool's models differ among themselves (model quality, tokenizer, architecture:
+    what independent models vary in). What is left is idiosyncratic, and lineage shows up as
+    shared idiosyncrasy.
+    """
+    U = np.stack([np.sqrt(d).ravel() for d in pool_dists])
+    mu = U.mean(axis=0)
+    basis = _span(U - mu)
+    x = _residual(np.sqrt(g.dist).ravel() - mu, basis)
+    y = _residual(np.sqrt(t_dist).ravel() - mu, basis)
+    nx, ny = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    if nx == 0.0 or ny == 0.0:
+        return 0.0, 0.0
+    per_probe = (x * y).reshape(g.dist.shape).sum(axis=1) / (nx * ny)
+    return float(per_probe.sum()), float(per_probe.std(ddof=1) * np.sqrt(per_probe.size))
+
+
+def _span(D: np.ndarray) -> np.ndarray:
+    """Orthonormal basis [k, dim] of the rows of D (numerical rank k)."""
+    if D.shape[0] == 0:
+        return np.zeros((0, D.shape[1]))
+    _, sv, vt = np.linalg.svd(D, full_matrices=False)
+    keep = sv > 1e-8 * max(1.0, float(sv.max(initial=0.0)))
+    return vt[keep]
+
+
+def _residual(v: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    return v - basis.T @ (basis @ v) if basis.size else v
 
 
 def simes(pvalues: list[float]) -> float:
@@ -112,12 +134,14 @@ def teacher_test(
     ids = sorted(refs)
     if len(ids) < stats.MIN_REFERENCES:
         raise ValueError("too few references")
-    all_pool = [ref_exact[r] for r in ids]
     parts: dict[str, tuple[float, float, list[float]]] = {}
     c, se_c, contrib = _closeness(suspect, t_id, ids)
     parts["closeness"] = (c, se_c, [
         _closeness(refs[j], t_id, [r for r in ids if r != j])[0] for j in ids])
-    s, se_s = _similarity(suspect, t_dist, all_pool)
+    # the suspect is scored against the same leave-one-out pools as the references, so that
+    # both see pools of n - 1 models (the residual projection depends on the pool's size)
+    loo = [_similarity(suspect, t_dist, [ref_exact[r] for r in ids if r != j]) for j in ids]
+    s, se_s = float(np.mean([a for a, _ in loo])), float(np.mean([b for _, b in loo]))
     parts["similarity"] = (s, se_s, [
         _similarity(refs[j], t_dist, [ref_exact[r] for r in ids if r != j])[0] for j in ids])
     if suspect.self_ll is not None and all(refs[j].self_ll is not None for j in ids):

@@ -85,7 +85,16 @@ class LocalHFBackend:
     # -- helpers -----------------------------------------------------------------------------
 
     def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        """Prompt ids, starting with a document-start token: the tokenizer's own BOS if it adds
+        one, else its BOS or EOS id (GPT-style models are trained on EOS-separated documents,
+        so a prompt without it is out of distribution at its first tokens)."""
+        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        start = self.tokenizer.bos_token_id
+        if start is None:
+            start = self.tokenizer.eos_token_id
+        if start is not None and (not ids or ids[0] != start):
+            ids.insert(0, start)
+        return ids
 
     def _encode_cont(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -107,27 +116,46 @@ class LocalHFBackend:
             out.append(cur)
         return out
 
-    def _forward_logprobs(self, seqs: list[list[int]]) -> list[Any]:
-        """Right-padded batched forward; returns per-sequence [len, vocab] log-softmax tensors."""
+    def _span_logprobs(self, seqs: list[list[int]], starts: list[int],
+                       boundary: Any = None) -> tuple[list[float], list[float]]:
+        """Batched, right-padded forward passes.
+
+        For each sequence returns the summed log-probability of tokens seqs[i][starts[i]:]
+        given what precedes them, and (if `boundary`, a bool [V] mask) the log of the mass the
+        model puts on boundary tokens right after the sequence's last token.
+        """
         import torch
 
-        res: list[Any] = [None] * len(seqs)
+        span: list[float] = [0.0] * len(seqs)
+        bnd: list[float] = [0.0] * len(seqs)
+        pad = self.tokenizer.pad_token_id
         for idx in self._batches([len(s) for s in seqs]):
             width = max(len(seqs[i]) for i in idx)
-            pad = self.tokenizer.pad_token_id
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             att = torch.zeros((len(idx), width), dtype=torch.long)
+            sel = torch.zeros((len(idx), width - 1), dtype=torch.float32)
+            last = torch.zeros(len(idx), dtype=torch.long)
             for r, i in enumerate(idx):
-                ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
-                att[r, : len(seqs[i])] = 1
+                n = len(seqs[i])
+                ids[r, :n] = torch.tensor(seqs[i])
+                att[r, :n] = 1
+                sel[r, max(0, starts[i] - 1): n - 1] = 1.0  # positions predicting the span
+                last[r] = n - 1
             with torch.inference_mode():
-                logits = self.model(
-                    input_ids=ids.to(self.device), attention_mask=att.to(self.device)
-                ).logits.float()
-            lp = torch.log_softmax(logits, dim=-1).cpu()
+                logits = self.model(input_ids=ids.to(self.device),
+                                    attention_mask=att.to(self.device)).logits.float().cpu()
+                lse = torch.logsumexp(logits, -1)  # [B, W]
+                tgt = logits[:, :-1].gather(2, ids[:, 1:, None]).squeeze(-1) - lse[:, :-1]
+                sums = (tgt * sel).sum(1)
+                if boundary is not None:
+                    rows = logits[torch.arange(len(idx)), last][:, : boundary.shape[0]]
+                    b = torch.logsumexp(rows.masked_fill(~boundary, float("-inf")), -1) \
+                        - lse[torch.arange(len(idx)), last]
             for r, i in enumerate(idx):
-                res[i] = lp[r, : len(seqs[i])]
-        return res
+                span[i] = float(sums[r])
+                if boundary is not None:
+                    bnd[i] = float(b[r])
+        return span, bnd
 
     def _fit(self, prompt_ids: list[int], cont_ids: list[int]) -> list[int]:
         """Left-truncate the prompt so prompt+continuation fits the context."""
@@ -142,21 +170,15 @@ class LocalHFBackend:
         """log P(continuation | prompt), nats. Used on registered models; not a suspect query."""
         if len(prompts) != len(continuations):
             raise InvalidArgumentError("prompts and continuations differ in length")
-        seqs, spans = [], []
+        seqs, starts, empty = [], [], []
         for p, c in zip(prompts, continuations):
             cid = self._encode_cont(c)
             pid = self._fit(self._encode(p), cid)
             seqs.append(pid + cid)
-            spans.append((len(pid), len(cid)))
-        out = []
-        for lp, seq, (np_, nc) in zip(self._forward_logprobs(seqs), seqs, spans):
-            if nc == 0:
-                out.append(0.0)
-                continue
-            tgt = seq[np_:]
-            rows = lp[np_ - 1 : np_ - 1 + nc]
-            out.append(float(rows.gather(1, _col(tgt)).sum()))
-        return out
+            starts.append(len(pid))
+            empty.append(not cid)
+        span, _ = self._span_logprobs(seqs, starts)
+        return [0.0 if e else x for x, e in zip(span, empty)]
 
     def _boundary(self) -> Any:
         """Bool mask over the vocab: tokens whose text starts with a non-word char (or EOS)."""
@@ -180,32 +202,27 @@ class LocalHFBackend:
     ) -> list[list[float]]:
         """P(first word of the continuation == w) for each bucket w, one query per prompt.
 
-        P(w) ~= sum over v in {" w", "w"} of P(v | prompt) * P(next char is not a word char),
-        under the canonical tokenization of v (other tokenizations of a trained model carry
-        negligible mass). Probabilities are clipped so that a prompt's buckets sum to <= 1.
+        P(w) ~= P(" w" | prompt) * P(next char is not a word char | prompt + " w"), under the
+        canonical tokenization of " w" (other tokenizations, and continuations without the
+        space or with other whitespace, carry little mass after a prompt that ends in a word).
+        Probabilities are rescaled so that a prompt's buckets sum to <= 1.
         """
-        import torch
-
         self.usage.reserve(len(prompts))
         mask = self._boundary()
-        seqs, meta = [], []
-        ws_word = [[bool(_WORDCH.match(w[:1])) for w in ws] for ws in buckets]
+        seqs, starts, meta = [], [], []
         for i, (p, ws) in enumerate(zip(prompts, buckets)):
             pid_full = self._encode(p)
             for j, w in enumerate(ws):
-                for v in (" " + w, w):
-                    cid = self._encode_cont(v)
-                    pid = self._fit(pid_full, cid)
-                    seqs.append(pid + cid)
-                    meta.append((i, j, len(pid), cid))
+                cid = self._encode_cont(" " + w)
+                pid = self._fit(pid_full, cid)
+                seqs.append(pid + cid)
+                starts.append(len(pid))
+                meta.append((i, j, bool(_WORDCH.match(w[:1]))))
+        span, bnd = self._span_logprobs(seqs, starts, mask)
         out = [[0.0] * len(ws) for ws in buckets]
-        for lp, seq, (i, j, np_, cid) in zip(self._forward_logprobs(seqs), seqs, meta):
-            rows = lp[np_ - 1 : np_ - 1 + len(cid)]
-            lw = float(rows.gather(1, _col(cid)).sum())
+        for (i, j, is_word), lw, lb in zip(meta, span, bnd):
             # a word bucket ends at a boundary; a punctuation bucket is its first char alone
-            word = ws_word[i][j]
-            lb = float(torch.logsumexp(lp[-1][: mask.shape[0]][mask], 0)) if word else 0.0
-            out[i][j] += math.exp(lw + lb)
+            out[i][j] = math.exp(lw + (lb if is_word else 0.0))
         for row in out:
             s = sum(row)
             if s > 1.0:
@@ -319,7 +336,3 @@ def _cache_of(out: Any) -> Any:
     return c if c is not None else out.past_key_values
 
 
-def _col(ids: Sequence[int]) -> Any:
-    import torch
-
-    return torch.tensor(list(ids), dtype=torch.long)[:, None]

@@ -2,20 +2,10 @@
 
     python -m lineage.zoo.build --out DIR [--size micro|small|full] [--seed 0]
 
-Writes one Hugging Face directory per model and `DIR/manifest.json`:
-    {"models": [{"name", "path", "role", "parent", "recipe", "arch", "tokenizer", "params",
-                 "train_tokens", "eval": {"teacher_bpc", "real_bpc"}}], "size", "seed"}
-
-Recipes (students have role "suspect" and their teacher as parent):
-- logit_kd      KL to the teacher's full next-token distribution on real text (same tokenizer)
-- seq_kd        trained only on text the teacher sampled (temperature 1), same tokenizer
-- seq_kd_xtok   the same teacher text, another tokenizer and architecture
-- mix50/20/05   teacher text is 50% / 20% / 5% of the training tokens, the rest real text
-- seq_kd_ft     seq_kd, then fine-tuned on other data (third-party docstrings)
-- independent_seed / independent_arch / independent_data: no parent; some are references.
-
-The build is resumable: finished models are skipped (each is written to a temp dir, then
-renamed), and teacher samples are cached under DIR/_data.
+Writes one Hugging Face directory per model (config.json, model.safetensors, tokenizer.json)
+and `DIR/manifest.json` (shape in `manifest.py`). Resumable: a model is written to a temp dir
+and renamed once complete (marker file last); finished models, tokenizers and teacher samples
+(`DIR/_data`) are reused. Recipes are listed in `plan.py`.
 """
 
 from __future__ import annotations
@@ -25,90 +15,27 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from lineage.zoo.corpus import load_corpus
-from lineage.zoo.train import (ModelSpec, bits_per_char, encode_stream, new_model, save,
-                               train_lm, train_tokenizer)
+from .corpus import load_corpus
+from .manifest import DONE, eval_texts, model_meta, read_meta, write_manifest, write_meta
+from .plan import MIX_SHARE, SIZES, Entry, Size
+from .tok import TOKENIZERS, encode_stream, train_tokenizer
+from .train import bits_per_char, sample, train_lm
 
-__all__ = ["build_zoo", "SIZES"]
+__all__ = ["build_zoo", "main"]
 
-LR = 5e-3
-BATCH = 16
-
-
-@dataclass(frozen=True)
-class Entry:
-    name: str
-    role: str
-    recipe: str
-    arch: str
-    tok: str
-    parent: str | None = None
-    data: str = "stdlib"  # training text for independents
-    hidden: int = 128
+CTX = 128
+LR = 4e-3
+PROMPT = 4  # EOS + 3 tokens of a docstring
 
 
-@dataclass(frozen=True)
-class Size:
-    tokens: int  # training tokens per model
-    teacher_tokens: int  # teacher-sampled tokens per teacher (sequence KD data)
-    ft_tokens: int
-    entries: tuple[Entry, ...]
-
-
-def _students(t: str, arch: str, tok: str, xarch: str, xtok: str, recipes: tuple[str, ...]
-              ) -> list[Entry]:
-    out = []
-    for r in recipes:
-        a, k = (xarch, xtok) if r == "seq_kd_xtok" else (arch, tok)
-        out.append(Entry(f"{t}-{r.replace('_', '-')}", "suspect", r, a, k, parent=t))
-    return out
-
-
-_SMALL = (
-    Entry("t1", "teacher", "teacher", "llama", "bpe4k"),
-    Entry("t2", "teacher", "teacher", "neox", "bpe4k"),
-    Entry("r1", "reference", "independent_seed", "llama", "bpe4k"),
-    Entry("r2", "reference", "independent_arch", "neox", "bpe4k"),
-    Entry("r3", "reference", "independent_arch", "llama", "bpe2k"),
-    Entry("i1", "suspect", "independent_seed", "llama", "bpe4k"),
-    *_students("t1", "llama", "bpe4k", "neox", "bpe2k", ("logit_kd", "seq_kd")),
-)
-_ALL = ("logit_kd", "seq_kd", "seq_kd_xtok", "mix50", "mix20", "mix05", "seq_kd_ft")
-_FULL = (
-    Entry("t1", "teacher", "teacher", "llama", "bpe4k"),
-    Entry("t2", "teacher", "teacher", "neox", "bpe4k"),
-    Entry("t3", "teacher", "teacher", "llama", "bpe3k", hidden=160),
-    Entry("r1", "reference", "independent_seed", "llama", "bpe4k"),
-    Entry("r2", "reference", "independent_arch", "neox", "bpe4k"),
-    Entry("r3", "reference", "independent_arch", "llama", "bpe2k"),
-    Entry("r4", "reference", "independent_data", "neox", "bpe3k", data="thirdparty"),
-    Entry("r5", "reference", "independent_seed", "llama", "bpe3k", hidden=160),
-    Entry("i1", "suspect", "independent_seed", "llama", "bpe4k"),
-    Entry("i2", "suspect", "independent_arch", "neox", "bpe2k"),
-    Entry("i3", "suspect", "independent_data", "llama", "bpe3k", data="thirdparty"),
-    Entry("i4", "suspect", "independent_seed", "neox", "bpe4k"),
-    *_students("t1", "llama", "bpe4k", "neox", "bpe2k", _ALL),
-    *_students("t2", "neox", "bpe4k", "llama", "bpe2k", _ALL),
-    *_students("t3", "llama", "bpe3k", "neox", "bpe2k", _ALL),
-)
-SIZES = {
-    "micro": Size(20_000, 10_000, 5_000, (
-        Entry("t1", "teacher", "teacher", "llama", "bpe4k", hidden=32),
-        Entry("r1", "reference", "independent_seed", "neox", "bpe4k", hidden=32),
-        Entry("t1-seq-kd", "suspect", "seq_kd", "llama", "bpe4k", parent="t1", hidden=32))),
-    "small": Size(400_000, 250_000, 0, _SMALL),
-    "full": Size(1_000_000, 1_000_000, 150_000, _FULL),
-}
-_VOCAB = {"bpe4k": 4096, "bpe3k": 3072, "bpe2k": 2048}
-
-
-class _Zoo:
+class _Builder:
     def __init__(self, out: Path, size: Size, seed: int, log: Callable[[str], None]) -> None:
         self.out, self.size, self.seed, self.log = out, size, seed, log
         self.data = out / "_data"
@@ -116,31 +43,34 @@ class _Zoo:
         self._toks: dict[str, Any] = {}
         self._streams: dict[tuple[str, str], np.ndarray] = {}
         self._models: dict[str, Any] = {}
+        self._samples: dict[tuple[str, str], np.ndarray] = {}
 
-    def text(self, corpus: str) -> tuple[str, ...]:
-        return load_corpus(corpus, "train")
+    def seed_of(self, name: str) -> int:
+        return (zlib.crc32(name.encode()) + 7919 * self.seed) % (2**31)
 
     def tok(self, name: str) -> Any:
         if name not in self._toks:
             from transformers import PreTrainedTokenizerFast
 
-            f = self.data / f"{name}.json"
-            if not f.exists():
-                # bpe3k learns from both corpora, so it differs from bpe4k beyond its size
-                texts = self.text("stdlib") + (self.text("thirdparty")[:3000]
-                                               if name == "bpe3k" else ())
-                train_tokenizer(texts, _VOCAB[name]).backend_tokenizer.save(str(f))
-            from lineage.zoo.train import EOS
+            from .tok import EOS
 
-            self._toks[name] = PreTrainedTokenizerFast(tokenizer_file=str(f), eos_token=EOS,
-                                                       pad_token=EOS, bos_token=EOS)
+            f = self.data / f"tok-{name}.json"
+            if not f.exists():
+                vocab, corpus = TOKENIZERS[name]
+                tmp = f.with_suffix(".tmp")
+                train_tokenizer(load_corpus(corpus, "train"), vocab).backend_tokenizer.save(
+                    str(tmp))
+                tmp.replace(f)
+                self.log(f"tokenizer {name} trained")
+            self._toks[name] = PreTrainedTokenizerFast(
+                tokenizer_file=str(f), eos_token=EOS, bos_token=EOS, pad_token=EOS,
+                model_max_length=CTX)
         return self._toks[name]
 
     def stream(self, tok: str, corpus: str) -> np.ndarray:
-        key = (tok, corpus)
-        if key not in self._streams:
-            self._streams[key] = encode_stream(self.tok(tok), self.text(corpus))
-        return self._streams[key]
+        if (tok, corpus) not in self._streams:
+            self._streams[tok, corpus] = encode_stream(self.tok(tok), load_corpus(corpus))
+        return self._streams[tok, corpus]
 
     def model(self, name: str) -> Any:
         if name not in self._models:
@@ -149,118 +79,155 @@ class _Zoo:
             self._models[name] = AutoModelForCausalLM.from_pretrained(self.out / name).eval()
         return self._models[name]
 
-    def teacher_text(self, teacher: str, split: str, n_tokens: int) -> list[str]:
-        """Prompt + sampled continuation strings from `teacher` (cached)."""
-        f = self.data / f"{teacher}-{split}-samples.json"
+    def samples(self, e: Entry, split: str) -> np.ndarray:
+        """Token rows [N, CTX] sampled from teacher `e` (prompted by docstring starts)."""
+        key = (e.name, split)
+        if key in self._samples:
+            return self._samples[key]
+        f = self.data / f"samples-{e.name}-{split}.npy"
         if f.exists():
-            return json.loads(f.read_text())
-        from lineage.backends.local_hf import LocalHFBackend
+            rows = np.load(f)
+        else:
+            tok = self.tok(e.tok)
+            n = (self.size.sample_tokens // (CTX - PROMPT) + 1 if split == "train"
+                 else self.size.eval_rows)
+            docs = [d for d in load_corpus("stdlib", split)]
+            rng = np.random.default_rng(self.seed_of(e.name + split))
+            enc = tok.backend_tokenizer.encode_batch(
+                [docs[i] for i in rng.integers(0, len(docs), size=2 * n)],
+                add_special_tokens=False)
+            heads = [x.ids[: PROMPT - 1] for x in enc if len(x.ids) >= PROMPT - 1][:n]
+            while len(heads) < n:
+                heads += heads[: n - len(heads)]
+            prompts = np.asarray([[tok.eos_token_id] + h for h in heads], dtype=np.int32)
+            t0 = time.monotonic()
+            rows = sample(self.model(e.name), prompts, new_tokens=CTX - PROMPT,
+                          seed=self.seed_of(e.name + split + "s"))
+            dt = time.monotonic() - t0
+            self.log(f"{e.name}: sampled {rows.size - prompts.size} {split} tokens in "
+                     f"{dt:.1f}s ({(rows.size - prompts.size) / max(dt, 1e-9):.0f} tok/s)")
+            tmp = self.data / f".samples-{e.name}-{split}.npy"
+            np.save(tmp, rows)
+            tmp.replace(f)
+        self._samples[key] = rows
+        return rows
 
-        b = LocalHFBackend(self.out / teacher, device="cpu")
-        docs = load_corpus("stdlib", split)
-        rng = np.random.default_rng(self.seed + 17)
-        out: list[str] = []
-        got = 0
-        t0 = time.monotonic()
-        while got < n_tokens:
-            idx = rng.integers(0, len(docs), size=512)
-            prompts = [" ".join(docs[i].split()[: int(rng.integers(2, 6))]) for i in idx]
-            rows = b.sample(prompts, n=1, max_new_tokens=48, temperature=1.0,
-                            seed=int(rng.integers(1 << 30)))
-            for p, r in zip(prompts, rows):
-                out.append(p + r[0].text)
-                got += r[0].n_tokens
-        self.log(f"{teacher}: sampled {got} tokens in {time.monotonic() - t0:.0f}s")
-        f.write_text(json.dumps(out))
-        return out
+    def teacher_texts(self, teacher: Entry, split: str) -> list[str]:
+        return eval_texts(self.tok(teacher.tok), self.samples(teacher, split))
 
-    def build(self, e: Entry) -> dict[str, Any]:
-        final = self.out / e.name
-        meta_f = final / "zoo.json"
-        if meta_f.exists():
-            return json.loads(meta_f.read_text())
-        S = self.size
-        seed = self.seed * 1000 + sum(map(ord, e.name))
-        tok = self.tok(e.tok)
-        spec = ModelSpec(e.arch, hidden=e.hidden, layers=2, heads=4, ctx=64)
-        m = new_model(spec, len(tok), seed)
-        t0 = time.monotonic()
-        kw: dict[str, Any] = dict(tokens=S.tokens, seed=seed, lr=LR, batch=BATCH)
-        if e.recipe in ("teacher",) or e.recipe.startswith("independent"):
+    def train(self, e: Entry, entries: dict[str, Entry]) -> tuple[Any, int]:
+        from .arch import new_model
+
+        S, tok, seed = self.size, self.tok(e.tok), self.seed_of(e.name)
+        if e.recipe == "seq_kd_ft":
+            base = entries[f"{e.parent}-seq_kd"]
+            m = self.model(base.name)
+            m = type(m)(m.config)
+            m.load_state_dict(self.model(base.name).state_dict())
+            st = train_lm(m, self.stream(e.tok, "thirdparty"), tokens=S.ft_tokens, seed=seed,
+                          lr=LR / 4, log=self.log)
+            return m, int(read_meta(self.out / base.name)["train_tokens"]) + st["tokens"]
+        m = new_model(e.arch, len(tok), seed=seed, ctx=CTX, eos_id=tok.eos_token_id)
+        kw: dict[str, Any] = dict(seed=seed, lr=LR, log=self.log)
+        tokens = {"teacher": S.teacher_tokens, "reference": S.ref_tokens}.get(
+            e.role, S.kd_tokens if e.recipe == "logit_kd" else S.suspect_tokens)
+        if e.recipe == "teacher" or e.recipe.startswith("independent"):
             stream = self.stream(e.tok, e.data)
         elif e.recipe == "logit_kd":
-            stream = self.stream(e.tok, "stdlib")
-            kw["teacher"] = self.model(e.parent)
+            stream, kw["teacher"] = self.stream(e.tok, "stdlib"), self.model(e.parent)
         else:
-            tt = encode_stream(tok, self.teacher_text(e.parent, "train", S.teacher_tokens))
-            if e.recipe.startswith("mix"):
-                share = int(e.recipe[3:]) / 100
-                real = self.stream(e.tok, "stdlib")
-                n_t = int(share * S.tokens)
-                reps = int(np.ceil((S.tokens - n_t) / len(real)))
-                stream = np.concatenate([tt[:n_t], np.tile(real, reps)[: S.tokens - n_t]])
+            t = entries[e.parent]
+            rows = self.samples(t, "train")
+            if e.tok == t.tok:
+                teach = rows.reshape(-1)
             else:
-                stream = tt
-        train_lm(m, stream, **kw)
-        if e.recipe == "seq_kd_ft":
-            train_lm(m, self.stream(e.tok, "thirdparty"), tokens=S.ft_tokens, seed=seed + 1,
-                     lr=1e-3, batch=BATCH)
-        tmp = self.out / f".{e.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save(m, tok, tmp)
-        meta = {"name": e.name, "path": e.name, "role": e.role, "parent": e.parent,
-                "recipe": e.recipe, "arch": e.arch, "tokenizer": e.tok,
-                "params": int(sum(p.numel() for p in m.parameters())),
-                "train_tokens": S.tokens + (S.ft_tokens if e.recipe == "seq_kd_ft" else 0),
-                "train_seconds": round(time.monotonic() - t0, 1)}
-        (tmp / "zoo.json").write_text(json.dumps(meta))
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+                teach = encode_stream(tok, eval_texts(self.tok(t.tok), rows, min_chars=1))
+            stream = teach
+            if e.recipe in MIX_SHARE:
+                f = MIX_SHARE[e.recipe]
+                real = self.stream(e.tok, "stdlib")
+                n_teach = min(len(teach), int(len(real) * f / (1 - f)))
+                n_real = int(n_teach * (1 - f) / f)
+                stream = np.concatenate([teach[:n_teach], np.resize(real, n_real)])
+        st = train_lm(m, stream, tokens=tokens, **kw)
+        self.log(f"  {st['tokens']} tokens in {st['seconds']}s ({st['tokens_per_s']} tok/s), "
+                 f"loss {st['final_loss']}")
+        return m, st["tokens"]
+
+    def evaluate(self, e: Entry, m: Any, teachers: list[Entry]) -> dict[str, Any]:
+        tok = self.tok(e.tok)
+        by = {t.name: round(bits_per_char(m, tok, self.teacher_texts(t, "heldout")), 4)
+              for t in teachers}
+        vs = e.parent or (None if e.role == "teacher" else teachers[0].name)
+        real = load_corpus("stdlib", "heldout")[: self.size.eval_docs]
+        return {"teacher_bpc": by.get(vs) if vs else None, "vs": vs,
+                "real_bpc": round(bits_per_char(m, tok, real), 4), "by_teacher": by}
+
+    def build(self, e: Entry, entries: dict[str, Entry]) -> dict[str, Any]:
+        final = self.out / e.name
+        if (final / DONE).exists():
+            return read_meta(final)
+        t0 = time.monotonic()
+        self.log(f"{e.name}: training ({e.recipe}, {e.arch}, {e.tok})")
+        m, tokens = self.train(e, entries)
+        m.eval()
         self._models[e.name] = m
-        self.log(f"{e.name} ({e.recipe}) trained in {meta['train_seconds']}s")
+        meta = model_meta(e, m, tokens, time.monotonic() - t0)
+        self._save(e, m, meta)
+        self.log(f"{e.name}: done in {time.monotonic() - t0:.1f}s")
         return meta
 
-    def evaluate(self, e: Entry, meta: dict[str, Any], first_teacher: str) -> dict[str, Any]:
-        """Bits per char on held-out samples of the parent (or first) teacher and on real text."""
-        if "eval" in meta:
-            return meta
-        m, tok = self.model(e.name), self.tok(e.tok)
-        ref = e.parent or (first_teacher if e.role != "teacher" else None)
-        held = self.teacher_text(ref, "heldout", 4000) if ref else []
-        meta["eval"] = {
-            "teacher": ref,
-            "teacher_bpc": round(bits_per_char(m, tok, held, 60), 4) if ref else None,
-            "real_bpc": round(bits_per_char(m, tok, load_corpus("stdlib", "heldout"), 60), 4),
-        }
-        (self.out / e.name / "zoo.json").write_text(json.dumps(meta))
+    def add_eval(self, e: Entry, meta: dict[str, Any], teachers: list[Entry]
+                 ) -> dict[str, Any]:
+        if "eval" not in meta:
+            meta = dict(meta, eval=self.evaluate(e, self.model(e.name), teachers))
+            write_meta(self.out / e.name, meta)
         return meta
+
+    def _save(self, e: Entry, m: Any, meta: dict[str, Any]) -> Path:
+        final, tmp = self.out / e.name, self.out / f".{e.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        m.save_pretrained(tmp, safe_serialization=True)
+        self.tok(e.tok).save_pretrained(tmp)
+        write_meta(tmp, meta)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        return final
 
 
 def build_zoo(out: Path, size: str = "small", seed: int = 0,
               progress: Callable[[str], None] | None = None) -> Path:
-    """Train the zoo of `size` into `out`; returns the manifest path."""
+    """Train the zoo of `size` ("micro" | "small" | "full") into `out`; returns the manifest."""
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; choose one of {sorted(SIZES)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log = progress or (lambda _m: None)
     t0 = time.monotonic()
-    zoo = _Zoo(out, SIZES[size], seed, log)
-    entries = SIZES[size].entries
-    metas = {e.name: zoo.build(e) for e in entries}  # teachers come before their students
-    first = next(e.name for e in entries if e.role == "teacher")
-    models = [zoo.evaluate(e, metas[e.name], first) for e in entries]
-    manifest = out / "manifest.json"
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps({"models": models, "size": size, "seed": seed,
-                               "build_seconds": round(time.monotonic() - t0, 1)}, indent=1))
-    tmp.replace(manifest)
+    key = {"size": size, "seed": seed}
+    kf = out / "_data" / "key.json"
+    if kf.exists() and json.loads(kf.read_text()) != key:
+        raise ValueError(f"{out} holds a zoo of {kf.read_text()}; use another directory")
+    b = _Builder(out, SIZES[size], seed, log)
+    kf.write_text(json.dumps(key))
+    entries = {e.name: e for e in SIZES[size].entries}
+    teachers = [e for e in entries.values() if e.role == "teacher"]
+    metas = [b.build(e, entries) for e in entries.values()]
+    t1 = time.monotonic()
+    metas = [b.add_eval(e, m, teachers) for e, m in zip(entries.values(), metas)]
+    log(f"evaluated in {time.monotonic() - t1:.0f}s")
+    manifest = write_manifest(out, metas, size=size, seed=seed,
+                              seconds=time.monotonic() - t0)
     log(f"zoo {size} built in {time.monotonic() - t0:.0f}s: {manifest}")
     return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build the lineage model zoo.")
+    ap = argparse.ArgumentParser(prog="python -m lineage.zoo.build",
+                                 description="Build the lineage model zoo (offline, CPU).")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--size", default="small", choices=sorted(SIZES))
     ap.add_argument("--seed", type=int, default=0)

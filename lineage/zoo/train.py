@@ -1,152 +1,140 @@
-"""Training pieces for the zoo: BPE tokenizers, tiny model configs, and three training loops
-(language modelling on text, logit distillation, fine-tuning) on the CPU.
+"""Training, sampling and evaluation loops for the zoo's tiny models (CPU, seeded).
 
-Everything takes an explicit seed. Models are saved as Hugging Face directories with
-safetensors weights and a `tokenizer.json`.
+- `train_lm`: next-token cross-entropy on random windows of a token stream, or, given a
+  teacher, KL(teacher || student) on the teacher's full next-token distribution (logit KD);
+- `sample`: batched temperature-1 ancestral sampling with the KV cache (hand loop);
+- `bits_per_char`: loss in bits per character, comparable across tokenizers.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["train_tokenizer", "new_model", "ModelSpec", "encode_stream", "train_lm", "save",
-           "bits_per_char"]
-
-EOS = "<|endoftext|>"
-
-
-def train_tokenizer(texts: Sequence[str], vocab: int) -> Any:
-    """A byte-level BPE tokenizer as a transformers PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(
-        vocab_size=vocab, special_tokens=[EOS], show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS,
-                                   bos_token=EOS)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    arch: str  # "llama" | "neox"
-    hidden: int = 128
-    layers: int = 2
-    heads: int = 4
-    ctx: int = 128
-
-
-def new_model(spec: ModelSpec, vocab: int, seed: int) -> Any:
-    import torch
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    common = dict(vocab_size=vocab, hidden_size=spec.hidden, intermediate_size=spec.hidden * 3,
-                  num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
-                  max_position_embeddings=spec.ctx, eos_token_id=0, bos_token_id=0,
-                  pad_token_id=0)
-    if spec.arch == "llama":
-        return LlamaForCausalLM(LlamaConfig(num_key_value_heads=spec.heads,
-                                            tie_word_embeddings=True, **common))
-    if spec.arch == "neox":
-        return GPTNeoXForCausalLM(GPTNeoXConfig(tie_word_embeddings=True, **common))
-    raise ValueError(f"unknown arch {spec.arch!r}")
-
-
-def encode_stream(tok: Any, texts: Sequence[str]) -> np.ndarray:
-    """Concatenate texts, each followed by EOS, as one int32 token stream."""
-    ids: list[int] = []
-    enc = tok(list(texts), add_special_tokens=False)["input_ids"]
-    for e in enc:
-        ids += e
-        ids.append(tok.eos_token_id)
-    return np.asarray(ids, dtype=np.int32)
-
-
-def _batches(stream: np.ndarray, ctx: int, batch: int, steps: int, rng: np.random.Generator
-             ) -> Any:
-    import torch
-
-    hi = len(stream) - ctx - 1
-    for _ in range(steps):
-        starts = rng.integers(0, hi, size=batch)
-        x = np.stack([stream[s : s + ctx + 1] for s in starts]).astype(np.int64)
-        yield torch.from_numpy(x)
+__all__ = ["bits_per_char", "sample", "train_lm"]
 
 
 def train_lm(model: Any, stream: np.ndarray, *, tokens: int, seed: int, lr: float = 3e-3,
-             batch: int = 16, teacher: Any = None, kd_temp: float = 1.0,
+             batch: int = 16, teacher: Any = None,
              log: Callable[[str], None] | None = None) -> dict[str, float]:
-    """Train on `tokens` tokens of `stream`. With `teacher`, minimise KL(teacher || model) on
-    the teacher's full next-token distribution (logit distillation) instead of cross-entropy.
-    """
+    """Train on about `tokens` tokens drawn as random windows of `stream`; returns stats."""
     import torch
     import torch.nn.functional as F
 
-    ctx = model.config.max_position_embeddings - 1
+    ctx = model.config.max_position_embeddings
     steps = max(1, tokens // (batch * ctx))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    other = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": other, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
     warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1, s / steps))))
+
+    def lr_at(s: int) -> float:
+        return min(1.0, (s + 1) / warm) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / steps)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    hi = len(stream) - ctx - 1
+    if hi <= 0:
+        raise ValueError("training stream shorter than the context")
     model.train()
     t0 = time.monotonic()
-    loss_v = float("nan")
-    for step, xb in enumerate(_batches(stream, ctx, batch, steps, rng)):
-        logits = model(input_ids=xb[:, :-1]).logits
+    ema = float("nan")
+    for step in range(steps):
+        starts = rng.integers(0, hi, size=batch)
+        xb = torch.from_numpy(np.stack([stream[s: s + ctx + 1] for s in starts]).astype(np.int64))
+        inp = xb[:, :-1]
+        logits = model(input_ids=inp, attention_mask=torch.ones_like(inp)).logits.float()
+        flat = logits.reshape(-1, logits.shape[-1])
         if teacher is None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xb[:, 1:].reshape(-1))
+            loss = F.cross_entropy(flat, xb[:, 1:].reshape(-1))
         else:
             with torch.no_grad():
-                tl = teacher(input_ids=xb[:, :-1]).logits / kd_temp
-            loss = F.kl_div(F.log_softmax(logits / kd_temp, -1).reshape(-1, logits.shape[-1]),
-                            F.log_softmax(tl, -1).reshape(-1, tl.shape[-1]),
+                tl = teacher(input_ids=inp, attention_mask=torch.ones_like(inp)).logits.float()
+            loss = F.kl_div(F.log_softmax(flat, -1), F.log_softmax(tl.reshape(flat.shape), -1),
                             log_target=True, reduction="batchmean")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        loss_v = float(loss.detach())
-        if log and step % max(1, steps // 4) == 0:
-            log(f"step {step}/{steps} loss {loss_v:.3f}")
+        v = float(loss.detach())
+        ema = v if math.isnan(ema) else 0.95 * ema + 0.05 * v
+        if log and steps >= 4 and step % max(1, steps // 4) == 0:
+            log(f"  step {step}/{steps} loss {ema:.3f}")
     model.eval()
     dt = time.monotonic() - t0
-    return {"steps": steps, "final_loss": loss_v, "seconds": dt,
-            "tokens_per_s": steps * batch * ctx / max(dt, 1e-9)}
+    return {"steps": steps, "tokens": steps * batch * ctx, "final_loss": round(ema, 4),
+            "seconds": round(dt, 2), "tokens_per_s": round(steps * batch * ctx / max(dt, 1e-9))}
 
 
-def bits_per_char(model: Any, tok: Any, texts: Sequence[str], max_texts: int = 200) -> float:
-    """Bits per character of `texts` under the model (tokenizer-independent)."""
+def sample(model: Any, prompts: np.ndarray, *, new_tokens: int, seed: int,
+           batch: int = 256) -> np.ndarray:
+    """Temperature-1 samples (no top-k/top-p) continuing equal-length `prompts` [N, P].
+
+    Returns [N, P + new_tokens] token ids, prompts included."""
+    import inspect
+
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    # transformers 5.x renamed `past_key_values` to `cache`; use whichever forward() takes
+    ck = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    out = []
+    model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch):
+            x = torch.from_numpy(prompts[i: i + batch].astype(np.int64))
+            res = model(input_ids=x, use_cache=True)
+            past, seq = getattr(res, ck), [x]
+            logits = res.logits[:, -1].float()
+            for _ in range(new_tokens):
+                nxt = _draw(logits, gen)
+                seq.append(nxt)
+                res = model(input_ids=nxt, use_cache=True, **{ck: past})
+                past, logits = getattr(res, ck), res.logits[:, -1].float()
+            out.append(torch.cat(seq, 1).numpy().astype(np.int32))
+    return np.concatenate(out)
+
+
+def _draw(logits: Any, gen: Any) -> Any:
+    """One temperature-1 draw per row by inverse CDF (much cheaper than torch.multinomial)."""
+    import torch
+
+    cdf = torch.softmax(logits, -1).cumsum(-1)
+    u = torch.rand((logits.shape[0], 1), generator=gen) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp_max(logits.shape[-1] - 1)
+
+
+def bits_per_char(model: Any, tok: Any, texts: Sequence[str], batch: int = 64) -> float:
+    """Bits per character of `texts`, each scored after EOS and truncated to the context."""
     import torch
     import torch.nn.functional as F
 
+    from .tok import encode_docs
+
     ctx = model.config.max_position_embeddings
-    nll, chars = 0.0, 0
+    eos = tok.eos_token_id
+    docs = [ids[: ctx - 1] for ids in encode_docs(tok, texts)]
+    docs = [d for d in docs if d]
+    chars = sum(len(tok.decode(d)) for d in docs)
+    docs.sort(key=len)
+    nll = 0.0
     with torch.inference_mode():
-        for t in texts[:max_texts]:
-            ids = tok(t, add_special_tokens=False)["input_ids"][: ctx - 1]
-            if len(ids) < 2:
-                continue
-            x = torch.tensor([[tok.eos_token_id] + ids])
-            logits = model(input_ids=x[:, :-1]).logits
-            nll += float(F.cross_entropy(logits[0], x[0, 1:], reduction="sum"))
-            chars += len(tok.decode(ids))
+        for i in range(0, len(docs), batch):
+            chunk = docs[i: i + batch]
+            n = max(map(len, chunk)) + 1
+            x = torch.full((len(chunk), n), eos, dtype=torch.long)
+            y = torch.full((len(chunk), n - 1), -100, dtype=torch.long)
+            for j, d in enumerate(chunk):
+                x[j, 1: len(d) + 1] = torch.tensor(d)
+                y[j, : len(d)] = torch.tensor(d)
+            logits = model(input_ids=x[:, :-1]).logits.float()
+            nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                         ignore_index=-100, reduction="sum"))
     return nll / max(chars, 1) / math.log(2)
-
-
-def save(model: Any, tok: Any, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)

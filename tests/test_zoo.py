@@ -1,0 +1,123 @@
+"""The zoo: corpus (parsed, never imported; deterministic), tokenizers, and a micro build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_docstrings_are_parsed_not_executed(tmp_path: Path) -> None:
+    from lineage.zoo.corpus import docstrings_of
+
+    marker = tmp_path / "executed"
+    src = tmp_path / "evil.py"
+    src.write_text(
+        '"""Module docstring that is long enough to be kept by the corpus."""\n'
+        f"open({str(marker)!r}, 'w').write('x')\n"
+        "raise SystemExit('imported!')\n"
+        "def f():\n    \"\"\"A function docstring, also long enough to be kept here.\"\"\"\n"
+        "class C:\n    \"\"\"Short.\"\"\"\n")
+    docs = docstrings_of(src)
+    assert docs == ["Module docstring that is long enough to be kept by the corpus.",
+                    "A function docstring, also long enough to be kept here."]
+    assert not marker.exists()
+    (tmp_path / "broken.py").write_text("def (:\n")
+    assert docstrings_of(tmp_path / "broken.py") == []
+
+
+def test_corpus_deterministic_and_split() -> None:
+    from lineage.zoo import corpus
+
+    train = corpus.load_corpus("stdlib", "train")
+    held = corpus.load_corpus("stdlib", "heldout")
+    assert isinstance(train, list) and all(isinstance(d, str) for d in train[:10])
+    assert sum(map(len, train)) > 500_000 and sum(map(len, held)) > 20_000
+    assert not set(train) & set(held)
+    corpus._load.cache_clear()
+    assert corpus.load_corpus("stdlib", "train") == train
+    with pytest.raises(ValueError):
+        corpus.load_corpus("stdlib", "dev")
+    with pytest.raises(ValueError):
+        corpus.load_corpus("nope", "train")
+
+
+def test_tokenizer_round_trip(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from lineage.zoo.corpus import load_corpus
+    from lineage.zoo.tok import encode_stream, train_tokenizer
+
+    docs = load_corpus("stdlib", "train")[:400]
+    tok = train_tokenizer(docs, 512)
+    tok.save_pretrained(tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    for text in [docs[0], docs[-1], "Ünïcødé ✓ and\ttabs  double  spaces", "x = f(a, *b)"]:
+        ids = tok2(text, add_special_tokens=False)["input_ids"]
+        assert tok2.decode(ids) == text
+    assert tok2.eos_token == tok2.pad_token == tok2.bos_token == "<|endoftext|>"
+    s = encode_stream(tok, docs[:3])
+    assert s[0] == tok.eos_token_id and (s == tok.eos_token_id).sum() == 3
+
+
+def test_micro_zoo(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lineage.zoo.build import build_zoo
+
+    lines: list[str] = []
+    manifest = build_zoo(tmp_path / "zoo", size="micro", seed=0, progress=lines.append)
+    assert manifest == tmp_path / "zoo" / "manifest.json" and lines
+    m = json.loads(manifest.read_text())
+    assert m["size"] == "micro" and m["seed"] == 0
+    names = {x["name"] for x in m["models"]}
+    for x in m["models"]:
+        assert set(x) >= {"name", "path", "role", "parent", "recipe", "eval", "params", "arch",
+                          "tokenizer", "train_tokens"}
+        assert x["role"] in ("teacher", "reference", "suspect")
+        assert x["parent"] is None or x["parent"] in names
+        assert isinstance(x["eval"]["real_bpc"], float)
+        d = manifest.parent / x["path"]
+        assert (d / "model.safetensors").exists() and (d / "tokenizer.json").exists()
+        assert not list(d.rglob("*.bin")) and not list(d.rglob("*.pt"))
+    student = next(x for x in m["models"] if x["recipe"] == "seq_kd")
+    assert student["parent"] == "t1" and isinstance(student["eval"]["teacher_bpc"], float)
+    d = manifest.parent / student["path"]
+    model = AutoModelForCausalLM.from_pretrained(d)
+    tok = AutoTokenizer.from_pretrained(d)
+    out = model(**tok("Return the value", return_tensors="pt"))
+    assert out.logits.shape[-1] == model.config.vocab_size
+    # resumable: a second call reuses every finished model
+    before = {x["name"]: (manifest.parent / x["path"] / "model.safetensors").stat().st_mtime_ns
+              for x in m["models"]}
+    build_zoo(tmp_path / "zoo", size="micro", seed=0)
+    after = {x["name"]: (manifest.parent / x["path"] / "model.safetensors").stat().st_mtime_ns
+             for x in m["models"]}
+    assert before == after
+
+
+def test_plans_are_consistent() -> None:
+    from lineage.zoo.arch import SIZES as ARCH_SIZES
+    from lineage.zoo.plan import SIZES, STUDENT_RECIPES
+    from lineage.zoo.tok import TOKENIZERS
+
+    for size, plan in SIZES.items():
+        seen: dict[str, str] = {}
+        for e in plan.entries:
+            assert e.tok in TOKENIZERS and e.arch.split("-")[1] in ARCH_SIZES, (size, e)
+            assert e.arch.split("-")[0] in ("llama", "neox", "gpt2")
+            assert e.name not in seen
+            if e.parent is not None:  # parents (and a fine-tuned model's base) come first
+                assert seen.get(e.parent) == "teacher" and e.role == "suspect"
+                assert e.recipe in STUDENT_RECIPES
+            if e.recipe == "seq_kd_ft":
+                assert f"{e.parent}-seq_kd" in seen
+            seen[e.name] = e.role
+    full = SIZES["full"].entries
+    teachers = [e for e in full if e.role == "teacher"]
+    assert len(teachers) >= 3 and len({e.arch.split("-")[0] for e in teachers}) >= 2
+    for t in teachers:
+        assert {e.recipe for e in full if e.parent == t.name} == set(STUDENT_RECIPES)
+    assert sum(e.role == "reference" for e in full) >= 4
+    assert sum(e.role == "suspect" and e.parent is None for e in full) >= 3
