@@ -1,0 +1,1 @@
+"""Generated protobuf code; see server/codegen.py."""
