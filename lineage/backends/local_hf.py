@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import math
 import re
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ from lineage.errors import InvalidArgumentError, ModelLoadError
 
 __all__ = ["LocalHFBackend", "weights_sha256"]
 
+_LOAD_LOCK = threading.Lock()
 MAX_BATCH_TOKENS = 16_384
 _WORDCH = re.compile(r"[A-Za-z0-9_]")
 MAX_SAMPLES_PER_PROMPT = 64
@@ -56,17 +58,9 @@ class LocalHFBackend:
         cfg = check_model_dir(self.path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(
-                self.path, trust_remote_code=False, local_files_only=True
-            )
-            self.model = AutoModelForCausalLM.from_pretrained(
-                self.path, trust_remote_code=False, local_files_only=True,
-                use_safetensors=True, dtype=dtype,
-            )
-        except (OSError, ValueError, KeyError) as e:
-            raise ModelLoadError(f"cannot load model from {self.path}: {e}") from None
-        self.model.to(self.device).eval()
+        with _LOAD_LOCK:  # transformers' loading is not thread-safe (meta tensors)
+            self._load(AutoModelForCausalLM, AutoTokenizer, dtype)
+        self.model.eval()
         # transformers 5 renamed past_key_values to cache; accept both
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -81,6 +75,20 @@ class LocalHFBackend:
         }
         self.usage = Usage(max_queries=max_queries)
         self._boundary_mask: Any = None
+
+    def _load(self, auto_model: Any, auto_tok: Any, dtype: Any) -> None:
+        AutoModelForCausalLM, AutoTokenizer = auto_model, auto_tok
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(
+                self.path, trust_remote_code=False, local_files_only=True
+            )
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.path, trust_remote_code=False, local_files_only=True,
+                use_safetensors=True, dtype=dtype,
+            )
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelLoadError(f"cannot load model from {self.path}: {e}") from None
+        self.model.to(self.device)
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -1,0 +1,29 @@
+"""A zoo student scanned over a real OpenAI-compatible HTTP server on loopback: the same
+verdicts as local access in the same mode, and a budget that the server's count confirms."""
+
+from __future__ import annotations
+
+import pytest
+
+from lineage.engine import Lineage
+from openai_server import serve_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("access", ["logprobs", "text"])
+@pytest.mark.parametrize("recipe", ["logit_kd", "independent"])
+def test_http_verdicts_match_local(home_copy, small_zoo, zoo_manifest, access, recipe):
+    m = next(x for x in zoo_manifest["models"] if x["role"] == "suspect" and
+             (x["recipe"] == recipe or (recipe == "independent" and not x.get("parent"))))
+    path = small_zoo / m["path"]
+    eng = Lineage(home_copy)
+    local = eng.scan(str(path), access=access, max_queries=64)
+    with serve_model(path, logprobs=(access == "logprobs"), model_name=m["name"]) as (url, srv):
+        uri = f"openai+{url}?model={m['name']}&access={access}"
+        remote = eng.scan(uri, access=access, max_queries=64)
+        assert srv.queries == remote.queries  # every request the server saw was reported
+    assert remote.queries <= 64
+    assert remote.identity["kind"] == "openai" and remote.identity["model"] == m["name"]
+    assert {c.teacher: c.verdict for c in remote.candidates} == \
+        {c.teacher: c.verdict for c in local.candidates}
