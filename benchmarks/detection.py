@@ -36,7 +36,8 @@ def _score(c: dict) -> float:
     return -math.log10(max(c["raw_p_value"], 1e-300)) + 1e-9 * c["statistic"]
 
 
-def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path) -> dict:
+def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path,
+        early_stop: bool = True) -> dict:
     manifest = json.loads((zoo / "manifest.json").read_text())
     models = manifest["models"]
     eng = Lineage(home)
@@ -52,11 +53,13 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     scans = []
     t0 = time.monotonic()
     for m in [m for m in models if m["role"] == "suspect"]:
-        r = eng.scan(str(zoo / m["path"]), access=access, max_queries=max_queries, alpha=alpha)
+        r = eng.scan(str(zoo / m["path"]), access=access, max_queries=max_queries, alpha=alpha,
+                     early_stop=early_stop)
         d = r.to_json()
         best = d["candidates"][0]["teacher"]
         scans.append({"suspect": m["name"], "recipe": m["recipe"], "parent": m.get("parent"),
                       "queries": d["queries"], "top1": best,
+                      "stopped_early": d["stopped_early"],
                       "candidates": [{k: c[k] for k in ("teacher", "p_value", "raw_p_value",
                                                         "statistic", "similarity", "closeness",
                                                         "verdict")}
@@ -103,6 +106,8 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
              **(m.get("eval") or {})} for m in models]
     return {
         "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
+        "early_stop": early_stop,
+        "mean_queries_all_suspects": float(np.mean([x["queries"] for x in scans])),
         "teachers": teachers,
         "n_references": sum(m["role"] == "reference" for m in models),
         "rows": rows,
@@ -144,7 +149,9 @@ def print_report(res: dict) -> None:
         tb, rb = m.get("teacher_bpc"), m.get("real_bpc")
         print(f"{m['name']:<24}{m['recipe']:<20}{m['parent'] or '-':<8}"
               f"{'-' if tb is None else f'{tb:.3f}':>12}{'-' if rb is None else f'{rb:.3f}':>10}")
-    print(f"\nregister {res['register_seconds']:.0f}s, scans {res['scan_seconds']:.0f}s")
+    print(f"\nmean queries over all suspects: {res['mean_queries_all_suspects']:.1f} "
+          f"(early stop {'on' if res['early_stop'] else 'off'})")
+    print(f"register {res['register_seconds']:.0f}s, scans {res['scan_seconds']:.0f}s")
 
 
 def main() -> int:
@@ -153,13 +160,15 @@ def main() -> int:
     ap.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--alpha", type=float, default=0.01)
+    ap.add_argument("--no-early-stop", action="store_true",
+                    help="spend the whole budget on every suspect (the fixed-budget baseline)")
     ap.add_argument("--home", type=Path, default=None,
                     help="lineage home to register into (default: a fresh temp dir)")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default benchmarks/results/detection-ACCESS.json)")
     a = ap.parse_args()
     home = a.home or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
-    res = run(a.zoo, a.access, a.max_queries, a.alpha, home)
+    res = run(a.zoo, a.access, a.max_queries, a.alpha, home, early_stop=not a.no_early_stop)
     out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
