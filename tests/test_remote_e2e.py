@@ -27,3 +27,26 @@ def test_http_verdicts_match_local(home_copy, small_zoo, zoo_manifest, access, r
     assert remote.identity["kind"] == "openai" and remote.identity["model"] == m["name"]
     assert {c.teacher: c.verdict for c in remote.candidates} == \
         {c.teacher: c.verdict for c in local.candidates}
+
+
+@pytest.mark.parametrize("fault", ["500", "garbage", "nologprobs", "timeout"])
+def test_a_failing_endpoint_fails_fast_and_stores_nothing(home_copy, small_zoo, zoo_manifest,
+                                                          fault):
+    """A fault after the scan has started (skip=5 requests succeed) raises BackendError within
+    20 s and leaves no scan behind."""
+    import time
+
+    from lineage.errors import BackendError
+
+    m = next(x for x in zoo_manifest["models"] if x["role"] == "suspect")
+    eng = Lineage(home_copy)
+    before = len(eng.list_scans())
+    with serve_model(small_zoo / m["path"], model_name="m") as (url, srv):
+        uri = f"openai+{url}?model=m&access=logprobs&timeout=1&retries=1"
+        srv.set_fault(fault, skip=5, hang_s=5.0)
+        t0 = time.monotonic()
+        with pytest.raises(BackendError):
+            eng.scan(uri, access="logprobs", max_queries=64)
+        assert time.monotonic() - t0 < 20.0
+        srv.set_fault(None)
+    assert len(eng.list_scans()) == before
