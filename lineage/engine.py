@@ -294,6 +294,8 @@ class Lineage:
         weights = LOOK_WEIGHTS[-len(looks):] if len(looks) > 1 else (1.0,)
         best: dict[str, float] = {}
         stopped = False
+        allsc = self.store.score_matrix()  # read the registered population once per scan
+        fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
         for k, (P, w) in enumerate(zip(looks, weights)):
             lo = len(rows)
             prompts = suite.prompts[lo:P]
@@ -314,7 +316,7 @@ class Lineage:
                 else histogram(sub, samples)
             suspect = Observed(dist, _chars(samples), dict(ll),
                                _self_ll(rows) if sees_logprobs else None)
-            tests = self._tests(tlist, refs, suspect, P, plan.samples, mode)
+            tests = self._tests(tlist, refs, suspect, P, plan.samples, mode, allsc, fps)
             for t, x in zip(tlist, tests):
                 p = 1.0 if x is None else min(1.0, x.p_value / w)
                 best[t.name] = min(best.get(t.name, 1.0), p)
@@ -337,12 +339,14 @@ class Lineage:
         return result
 
     def _tests(self, tlist: list[ModelRecord], refs: list[ModelRecord], suspect: Observed,
-               P: int, n: int, mode: AccessMode) -> list[TeacherTest | None]:
-        """One test per teacher on the first P probes, n samples each (None: no test)."""
+               P: int, n: int, mode: AccessMode, allsc: dict[tuple[int, int], np.ndarray],
+               fps: dict[int, tuple[np.ndarray, list[list[str]]]]) -> list[TeacherTest | None]:
+        """One test per teacher on the first P probes, n samples each (None: no test).
+
+        `allsc` and `fps` are the store's score matrix and fingerprints, read once per scan.
+        """
         if len(refs) < stats.MIN_REFERENCES:
             return [None] * len(tlist)
-        allsc = self.store.score_matrix()
-        fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
         sub = self.suite.subset(P)
         ref_obs: dict[int, Observed] = {}
         ref_exact: dict[int, np.ndarray] = {}
