@@ -102,7 +102,8 @@ class _Builder:
             prompts = np.asarray([[tok.eos_token_id] + h for h in heads], dtype=np.int32)
             t0 = time.monotonic()
             rows = sample(self.model(e.name), prompts, new_tokens=CTX - PROMPT,
-                          seed=self.seed_of(e.name + split + "s"))
+                          seed=self.seed_of(e.name + split + "s"),
+                          temperature=self.size.temperature)
             dt = time.monotonic() - t0
             self.log(f"{e.name}: sampled {rows.size - prompts.size} {split} tokens in "
                      f"{dt:.1f}s ({(rows.size - prompts.size) / max(dt, 1e-9):.0f} tok/s)")

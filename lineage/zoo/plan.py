@@ -3,7 +3,8 @@
 A model is an `Entry`; entries are listed so that every parent (and a fine-tuned model's
 base) comes before the models that need it. Names: teachers t1.., references r1..,
 independent suspects i1.., students "<teacher>-<recipe>". Teachers are trained longest;
-every suspect (student or independent) gets the same budget, so independents are fair nulls.
+every suspect (student or independent) and every reference gets the same budget, so
+independents and references are fair draws from the null.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Size:
     eval_rows: int  # held-out teacher samples (rows of `ctx` tokens) for evaluation
     eval_docs: int  # held-out real docstrings for evaluation
     entries: tuple[Entry, ...] = field(default=())
+    temperature: float = 1.0  # teachers sample their sequence-KD text at this temperature
 
 
 def _students(t: str, arch: str, tok: str, xarch: str, xtok: str,
@@ -61,6 +63,8 @@ _SMALL = (
     Entry("r1", "reference", "independent_seed", "llama-s", "bpe2k-a"),
     Entry("r2", "reference", "independent_arch", "neox-s", "bpe2k-a"),
     Entry("r3", "reference", "independent_arch", "gpt2-s", "bpe1k-a"),
+    Entry("r4", "reference", "independent_seed", "neox-s", "bpe3k-a"),
+    Entry("r5", "reference", "independent_arch", "llama-s", "bpe1k-a"),
     Entry("i1", "suspect", "independent_seed", "llama-s", "bpe2k-a"),
     *_students("t1", "llama-s", "bpe2k-a", "neox-s", "bpe1k-a", ("logit_kd", "seq_kd")),
 )
@@ -69,12 +73,15 @@ _FULL = (
     Entry("t1", "teacher", "teacher", "llama-m", "bpe2k-a"),
     Entry("t2", "teacher", "teacher", "neox-m", "bpe3k-a"),
     Entry("t3", "teacher", "teacher", "gpt2-m", "bpe2k-t"),
-    # references: the teachers' own configs with other seeds, other archs, other data
+    # references: the teachers' own configs with other seeds, other archs, tokenizers, data
     Entry("r1", "reference", "independent_seed", "llama-m", "bpe2k-a"),
     Entry("r2", "reference", "independent_seed", "neox-m", "bpe3k-a"),
-    Entry("r3", "reference", "independent_arch", "gpt2-s", "bpe1k-a"),
+    Entry("r3", "reference", "independent_seed", "gpt2-m", "bpe2k-t"),
     Entry("r4", "reference", "independent_data", "llama-s", "bpe2k-t", data="thirdparty"),
     Entry("r5", "reference", "independent_arch", "neox-s", "bpe2k-a"),
+    Entry("r6", "reference", "independent_arch", "gpt2-s", "bpe1k-a"),
+    Entry("r7", "reference", "independent_arch", "llama-s", "bpe3k-a"),
+    Entry("r8", "reference", "independent_arch", "neox-s", "bpe1k-a"),
     # independent suspects: the students' own configs (hardest nulls), other archs and data
     Entry("i1", "suspect", "independent_seed", "llama-s", "bpe2k-a"),
     Entry("i2", "suspect", "independent_seed", "neox-s", "bpe3k-a"),
@@ -87,8 +94,12 @@ _FULL = (
     *_students("t3", "gpt2-s", "bpe2k-t", "llama-s", "bpe3k-a"),
 )
 
+# References get the same budget as suspects, so that they are fair draws from the null.
+# Teachers sample their sequence-KD text at temperature 0.7, as API users typically do.
 SIZES: dict[str, Size] = {
     "micro": Size(40_000, 30_000, 30_000, 30_000, 20_000, 2_000, 16, 40, _MICRO),
-    "small": Size(700_000, 300_000, 900_000, 400_000, 600_000, 0, 64, 300, _SMALL),
-    "full": Size(1_500_000, 600_000, 800_000, 400_000, 1_200_000, 200_000, 128, 400, _FULL),
+    "small": Size(800_000, 500_000, 500_000, 400_000, 500_000, 0, 64, 300, _SMALL,
+                  temperature=0.7),
+    "full": Size(1_200_000, 600_000, 600_000, 400_000, 900_000, 200_000, 128, 400, _FULL,
+                 temperature=0.7),
 }

@@ -2,7 +2,7 @@
 
 - `train_lm`: next-token cross-entropy on random windows of a token stream, or, given a
   teacher, KL(teacher || student) on the teacher's full next-token distribution (logit KD);
-- `sample`: batched temperature-1 ancestral sampling with the KV cache (hand loop);
+- `sample`: batched ancestral sampling at a temperature with the KV cache (hand loop);
 - `bits_per_char`: loss in bits per character, comparable across tokenizers.
 """
 
@@ -74,8 +74,8 @@ def train_lm(model: Any, stream: np.ndarray, *, tokens: int, seed: int, lr: floa
 
 
 def sample(model: Any, prompts: np.ndarray, *, new_tokens: int, seed: int,
-           batch: int = 256) -> np.ndarray:
-    """Temperature-1 samples (no top-k/top-p) continuing equal-length `prompts` [N, P].
+           batch: int = 256, temperature: float = 1.0) -> np.ndarray:
+    """Samples at `temperature` (no top-k/top-p) continuing equal-length `prompts` [N, P].
 
     Returns [N, P + new_tokens] token ids, prompts included."""
     import inspect
@@ -92,18 +92,18 @@ def sample(model: Any, prompts: np.ndarray, *, new_tokens: int, seed: int,
             x = torch.from_numpy(prompts[i: i + batch].astype(np.int64))
             res = model(input_ids=x, use_cache=True)
             past, seq = getattr(res, ck), [x]
-            logits = res.logits[:, -1].float()
+            logits = res.logits[:, -1].float() / temperature
             for _ in range(new_tokens):
                 nxt = _draw(logits, gen)
                 seq.append(nxt)
                 res = model(input_ids=nxt, use_cache=True, **{ck: past})
-                past, logits = getattr(res, ck), res.logits[:, -1].float()
+                past, logits = getattr(res, ck), res.logits[:, -1].float() / temperature
             out.append(torch.cat(seq, 1).numpy().astype(np.int32))
     return np.concatenate(out)
 
 
 def _draw(logits: Any, gen: Any) -> Any:
-    """One temperature-1 draw per row by inverse CDF (much cheaper than torch.multinomial)."""
+    """One draw per row from softmax(logits) by inverse CDF (much cheaper than torch.multinomial)."""
     import torch
 
     cdf = torch.softmax(logits, -1).cumsum(-1)
