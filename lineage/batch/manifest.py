@@ -55,10 +55,10 @@ class ManifestError(InvalidArgumentError):
 
     def __init__(self, message: str, *, source: str = "manifest", line: int | None = None,
                  field: str | None = None) -> None:
-        where = f"{source}:{line}" if line else source
+        where = f"{source}:{line}" if line else source  # line 0: data without lines
         what = f" field {field!r}" if field else ""
         super().__init__(f"{where}:{what} {message}", field=field)
-        self.line = line
+        self.line = line or None
         self.source = source
 
 
@@ -217,6 +217,10 @@ def _validate(doc: _Val, src: str, base_dir: Path | None, check_paths: bool) -> 
         if not isinstance(item.value, dict):
             raise err("must be a mapping (or a model URI string)", item.line, path)
         fields = {**defaults, **item.value}
+        mv = item.value.get("model", (None, 0))[0]
+        if "access" not in item.value and mv is not None and isinstance(mv.value, str) \
+                and mv.value.startswith("openai+"):
+            fields.pop("access", None)  # an endpoint URI states its own access
         for k, (_, kl) in item.value.items():
             _check_key(k, kl, path, err)
         spec = _suspect(fields, item.line, path, err, base_dir, check_paths)

@@ -154,12 +154,21 @@ class Executor(Protocol):
 
 
 class SequentialExecutor:
-    """In this process, one suspect after the other."""
+    """In this process, one suspect after the other.
+
+    `engine_factory(home)` makes the engine (default `Lineage`); tests pass a fake.
+    """
+
+    def __init__(self, engine_factory: Callable[[Path], Any] | None = None) -> None:
+        self.engine_factory = engine_factory
 
     def run(self, home: Path, job: Job, jobs: JobStore, progress: ProgressFn) -> None:
-        from lineage.engine import Lineage
+        if self.engine_factory is None:
+            from lineage.engine import Lineage
 
-        eng = Lineage(home)
+            eng = Lineage(home)
+        else:
+            eng = self.engine_factory(home)
         try:
             for item in jobs.items(job.id, states=("pending",)):
                 if jobs.get(job.id).cancel_requested:
@@ -172,7 +181,8 @@ class SequentialExecutor:
                 record(jobs, job.id, item.idx, out)
                 progress(jobs.get(job.id), None)
         finally:
-            eng.close()
+            if hasattr(eng, "close"):
+                eng.close()
 
 
 def record(jobs: JobStore, job_id: str, idx: int, out: dict[str, Any]) -> None:
