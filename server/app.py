@@ -179,7 +179,7 @@ class LineageServer:
         from server.batch import BatchService, spawn_runner
 
         return BatchService(Path(home), JobStore(store.engine),
-                            self._batch_spawn or spawn_runner)
+                            spawn_runner if self._batch_spawn is None else self._batch_spawn)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop; safe to call more than once (later calls wait for the first)."""

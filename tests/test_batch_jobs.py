@@ -160,6 +160,9 @@ def test_since_reports_changed_verdicts_and_new_positives(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "NEW POSITIVE b vs t1: not_derived -> derived" in text
     assert "NEW POSITIVE c vs t1: None -> derived" in text
+    assert main(["--home", str(tmp_path), "batch", "status", j2.id, "--since", "last",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["diff"]["since"] == j1.id
 
 
 def test_cli_same_request_id_runs_one_job(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """`lineage batch run|status|list|cancel`: the batch subcommands (wired in `lineage.cli`).
 
-    lineage batch run MANIFEST [--request-id ID] [--ray ADDRESS] [--since JOB] [--json]
+    lineage batch run MANIFEST [--request-id ID] [--ray ADDRESS] [--since JOB|last] [--json]
     lineage batch run --job JOB [--wait]        # run or resume a job created by the API
     lineage batch status JOB [--since JOB] [--json]
     lineage batch list [--json]
@@ -38,11 +38,13 @@ def add_batch_command(sub: Any, common: argparse.ArgumentParser) -> None:
     r.add_argument("--wait", action="store_true",
                    help="wait for another runner in this home to finish instead of exiting")
     r.add_argument("--since", default=None, metavar="JOB",
-                   help="then report verdicts that changed, and new positives, since JOB")
+                   help="then report verdicts that changed, and new positives, since JOB "
+                        "('last': the latest earlier job that succeeded)")
     r.set_defaults(func=cmd_batch_run)
     s = bs.add_parser("status", parents=[common], help="a job's progress and results")
     s.add_argument("job")
-    s.add_argument("--since", default=None, metavar="JOB")
+    s.add_argument("--since", default=None, metavar="JOB",
+                   help="report changed verdicts and new positives since JOB (or 'last')")
     s.set_defaults(func=cmd_batch_status)
     ls = bs.add_parser("list", parents=[common], help="batch jobs, oldest first")
     ls.set_defaults(func=cmd_batch_list)
@@ -83,6 +85,13 @@ def _status(home: Path, job_id: str, since: str | None) -> dict[str, Any]:
                              "p_value": c["p_value"]} for c in (scan or {}).get("candidates", [])]
     d["items"] = [{**it.to_json(), "candidates": verdicts.get(it.idx, [])}
                   for it in jobs.items(job.id)]
+    if since == "last":  # the latest succeeded job created before this one
+        earlier = [j for j in jobs.list(limit=1_000_000)
+                   if j.state == "succeeded" and j.created_at <= job.created_at
+                   and j.id != job.id]
+        since = earlier[-1].id if earlier else None
+        if since is None:
+            d["diff"] = {"since": None, "job_id": job.id, "changes": [], "new_positives": 0}
     if since:
         d["diff"] = diff_jobs(jobs, store, since, job.id)
     store.close()
