@@ -60,9 +60,9 @@ def _provenance(scan: dict[str, Any], teachers: dict[str, dict[str, Any]],
 
 def build_report(home: Path, target: str) -> dict[str, Any]:
     """The report of scan id or batch job id `target` (UnknownModelError if neither)."""
+    from lineage import __version__
     from lineage.batch.jobs import JobStore
     from lineage.store import Store, utcnow
-    from lineage import __version__
 
     store = Store(home / "lineage.db")
     try:

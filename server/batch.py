@@ -13,8 +13,9 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lineage.batch import Job, JobStore, Manifest
 from lineage.batch.manifest import manifest_from_dict

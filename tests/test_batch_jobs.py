@@ -10,8 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from lineage.batch import BatchBusyError, JobStore, create_job, job_store, parse_manifest, \
-    run_job, scan_request_id
+from lineage.batch import (
+    BatchBusyError,
+    JobStore,
+    create_job,
+    job_store,
+    parse_manifest,
+    run_job,
+    scan_request_id,
+)
 from lineage.batch.diff import diff_jobs
 from lineage.batch.runner import SequentialExecutor, home_lock, lock_holder
 from lineage.cli import main

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lineage.batch.manifest import ManifestError, load_manifest, manifest_from_dict, \
-    parse_manifest
+from lineage.batch.manifest import ManifestError, load_manifest, manifest_from_dict, parse_manifest
 
 EP = "openai+http://127.0.0.1:9/v1?model=m&access=logprobs"
 

@@ -69,8 +69,8 @@ def test_report_provenance_and_html_renders(home_copy, small_zoo, zoo_manifest, 
     subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
                     "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1200,1600",
                     html_file.as_uri()], check=True, capture_output=True, timeout=120)
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert img.shape == (1600, 1200)

@@ -15,8 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from lineage.batch.jobs import FINAL_STATES, Item, Job, JobStore, scan_request_id
-from lineage.batch.manifest import Manifest, ManifestError, SuspectSpec, load_manifest, \
-    parse_manifest
+from lineage.batch.manifest import (
+    Manifest,
+    ManifestError,
+    SuspectSpec,
+    load_manifest,
+    parse_manifest,
+)
 from lineage.batch.runner import BatchBusyError, SequentialExecutor, lock_holder, run_job
 
 __all__ = [

@@ -12,7 +12,7 @@ from typing import Any
 
 from lineage.batch.jobs import JobStore
 
-__all__ = ["job_verdicts", "diff_jobs"]
+__all__ = ["diff_jobs", "job_verdicts"]
 
 
 def job_verdicts(jobs: JobStore, store: Any, job_id: str) -> dict[tuple[str, str], dict[str, Any]]:

@@ -25,7 +25,7 @@ from lineage.batch.manifest import Manifest, SuspectSpec
 from lineage.errors import AlreadyExistsError, UnknownModelError
 from lineage.store import utcnow
 
-__all__ = ["Job", "Item", "JobStore", "scan_request_id", "JOB_STATES", "FINAL_STATES"]
+__all__ = ["FINAL_STATES", "JOB_STATES", "Item", "Job", "JobStore", "scan_request_id"]
 
 JOB_STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")

@@ -93,7 +93,7 @@ class Manifest:
         return hashlib.sha256(raw.encode()).hexdigest()
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Manifest":
+    def from_json(cls, d: dict[str, Any]) -> Manifest:
         return cls(tuple(SuspectSpec(**s) for s in d["suspects"]), alpha=float(d["alpha"]))
 
 

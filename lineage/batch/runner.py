@@ -28,14 +28,23 @@ import os
 import signal
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from lineage.batch.jobs import Item, Job, JobStore, scan_request_id
 from lineage.errors import InvalidArgumentError, LineageError
 
-__all__ = ["BatchBusyError", "Executor", "SequentialExecutor", "run_job", "home_lock",
-           "lock_holder", "scan_item", "crash_point"]
+__all__ = [
+    "BatchBusyError",
+    "Executor",
+    "SequentialExecutor",
+    "crash_point",
+    "home_lock",
+    "lock_holder",
+    "run_job",
+    "scan_item",
+]
 
 CRASH_ENV = "LINEAGE_BATCH_CRASH"
 LOCK_NAME = "batch.lock"
