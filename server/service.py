@@ -43,7 +43,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
     """One engine per server; `executor` runs its blocking calls."""
 
     def __init__(self, engine: Any, executor: Executor, model_concurrency: int = 1, *,
-                 batch: Any | None = None, metrics: Any | None = None) -> None:
+                 batch: Any = None, metrics: Any = None) -> None:
         self.engine = engine
         self.executor = executor
         self.batch = batch  # a server.batch.BatchService, or None: batch scans unavailable
@@ -239,7 +239,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):
     """google.longrunning.Operations over batch jobs (AIP-151): one operation per job."""
 
-    def __init__(self, batch: Any | None, executor: Executor) -> None:
+    def __init__(self, batch: Any, executor: Executor) -> None:  # BatchService or None
         self.batch = batch
         self.executor = executor
 
@@ -279,7 +279,8 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
             after = pagination.decode(request.page_token, "operations")
             if after is not None and not isinstance(after, str):
                 raise InvalidArgumentError("page_token is invalid", field="page_token")
-            jobs = await self._run(self.batch.jobs.list, after=after, limit=size + 1)
+            jobs = await self._run(self.batch.jobs.list_jobs, after=after,
+                                   limit=size + 1)
             token = pagination.encode("operations", jobs[size - 1].id) \
                 if len(jobs) > size else ""
             ops = [await self._op(j.id) for j in jobs[:size]]

@@ -78,7 +78,7 @@ def test_create_is_idempotent_then_get_list_cancel(srv):
     assert srv.spawns == [a.name.split("/")[1]]  # one runner, not two
     m = meta(a)
     assert (m.state, m.total, m.done) == (pb.BATCH_SCAN_STATE_PENDING, 2, 0)
-    assert len(job_store(srv.home).list()) == 1
+    assert len(job_store(srv.home).list_jobs()) == 1
     c = s.CreateBatchScan(req("nightly-2", "/tmp"), timeout=10)
     got = ops.GetOperation(operations_pb2.GetOperationRequest(name=a.name), timeout=10)
     assert got.name == a.name and meta(got).total == 2
@@ -112,7 +112,7 @@ def test_batch_errors_name_the_field(srv):
         ops.GetOperation(operations_pb2.GetOperationRequest(name="operations/nope"),
                          timeout=10)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
-    assert srv.spawns == [] and job_store(srv.home).list() == []
+    assert srv.spawns == [] and job_store(srv.home).list_jobs() == []
 
 
 def test_metrics_endpoint_serves_counters(srv):

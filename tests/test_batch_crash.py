@@ -54,7 +54,7 @@ def _run(home: Path, manifest: Path, crash: str | None = None, kill_after_done: 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and p.poll() is None:
         try:
-            jobs = job_store(home).list()
+            jobs = job_store(home).list_jobs()
             if jobs and jobs[0].done >= kill_after_done:
                 break
         except Exception:  # noqa: BLE001 - the database may not exist yet
@@ -80,7 +80,7 @@ def test_kill_9_then_resume(home_copy, endpoints, tmp_path, crash):
     rc = first if isinstance(first, int) else first.returncode
     assert rc == -signal.SIGKILL, getattr(first, "stderr", "")
     jobs = job_store(home_copy)
-    (job,) = jobs.list()
+    (job,) = jobs.list_jobs()
     assert job.state == "running"  # interrupted
     store = Store(home_copy / "lineage.db")
     finished = {i for i in range(3) if store.scan_by_request(scan_request_id(job.id, i))}

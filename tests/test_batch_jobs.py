@@ -74,7 +74,7 @@ def test_same_request_id_creates_one_job(tmp_path):
     d, created_d = create_job(tmp_path, _manifest(), request_id=None, source="m")
     assert (created_a, created_b, created_c, created_d) == (True, False, True, False)
     assert a.id == b.id and c.id == d.id and a.id != c.id
-    assert [j.id for j in job_store(tmp_path).list()] == [a.id, c.id]
+    assert [j.id for j in job_store(tmp_path).list_jobs()] == [a.id, c.id]
     assert a.total == 3 and a.state == "pending"
 
 
@@ -196,7 +196,7 @@ def test_cli_refuses_a_malformed_manifest_before_any_work(tmp_path, capsys):
     assert main(["--home", str(tmp_path / "h"), "batch", "run", str(mf)]) == 2
     err = capsys.readouterr().err
     assert f"{mf}:3: field 'suspects[0].max_queries' must be a positive integer" in err
-    assert not (tmp_path / "h").exists() or job_store(tmp_path / "h").list() == []
+    assert not (tmp_path / "h").exists() or job_store(tmp_path / "h").list_jobs() == []
 
 
 def test_cli_cancel_marks_an_idle_job_cancelled(tmp_path, capsys):

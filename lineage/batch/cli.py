@@ -86,7 +86,7 @@ def _status(home: Path, job_id: str, since: str | None) -> dict[str, Any]:
     d["items"] = [{**it.to_json(), "candidates": verdicts.get(it.idx, [])}
                   for it in jobs.items(job.id)]
     if since == "last":  # the latest succeeded job created before this one
-        earlier = [j for j in jobs.list(limit=1_000_000)
+        earlier = [j for j in jobs.list_jobs(limit=1_000_000)
                    if j.state == "succeeded" and j.created_at <= job.created_at
                    and j.id != job.id]
         since = earlier[-1].id if earlier else None
@@ -165,7 +165,7 @@ def cmd_batch_status(args: argparse.Namespace) -> int:
 def cmd_batch_list(args: argparse.Namespace) -> int:
     from lineage.batch import job_store
 
-    jobs = [j.to_json() for j in job_store(_home(args)).list(limit=100_000)]
+    jobs = [j.to_json() for j in job_store(_home(args)).list_jobs(limit=100_000)]
     _out({"jobs": jobs}, args.json, "\n".join(
         f"{j['job_id']}  {j['state']:<10} {j['done']}/{j['total']}  {j['created_at']}  "
         f"{j['request_id']}" for j in jobs) or "(no batch jobs)")

@@ -163,7 +163,7 @@ class JobStore:
         return self.get(jid), True
 
     def _job(self, c: sa.Connection, row: Any) -> Job:
-        counts = dict(c.execute(
+        counts: dict[str, int] = dict(c.execute(
             sa.select(items.c.state, sa.func.count()).where(items.c.job_id == row.id)
             .group_by(items.c.state)).all())
         return Job(id=row.id, request_id=row.request_id,
@@ -185,7 +185,7 @@ class JobStore:
             row = c.execute(sa.select(jobs).where(jobs.c.request_id == request_id)).first()
             return None if row is None else self._job(c, row)
 
-    def list(self, *, after: str | None = None, limit: int = 100) -> list[Job]:
+    def list_jobs(self, *, after: str | None = None, limit: int = 100) -> list[Job]:
         """Jobs oldest first, after job id `after`."""
         with self.engine.connect() as c:
             q = sa.select(jobs).order_by(jobs.c.seq).limit(limit)
@@ -280,8 +280,8 @@ class JobStore:
     def progress(self) -> dict[str, dict[str, int]]:
         """{"jobs": {state: n}, "items": {state: n}} over every job (for metrics)."""
         with self.engine.connect() as c:
-            j = dict(c.execute(sa.select(jobs.c.state, sa.func.count())
+            j: dict[str, int] = dict(c.execute(sa.select(jobs.c.state, sa.func.count())
                                .group_by(jobs.c.state)).all())
-            i = dict(c.execute(sa.select(items.c.state, sa.func.count())
+            i: dict[str, int] = dict(c.execute(sa.select(items.c.state, sa.func.count())
                                .group_by(items.c.state)).all())
         return {"jobs": j, "items": i}

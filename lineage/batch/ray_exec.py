@@ -108,7 +108,7 @@ class RayExecutor:
         pool = [actor_cls.remote(str(home), self.threads) for _ in range(n)]
         free = list(pool)
         running: dict[Any, tuple[Any, Item]] = {}
-        queue = list(todo)
+        queue: list[Item] = list(todo)
         try:
             while queue or running:
                 cancel = jobs.get(job.id).cancel_requested
