@@ -8,8 +8,10 @@ weight hashes; queries used; timestamps; and the version of lineage that wrote t
 (scans do not record the version that ran them). The HTML adds three things per scan, drawn
 with matplotlib (Agg) and embedded as base64 PNG data URIs, so the file stands alone:
 
-1. per teacher, the suspect's combined test statistic against the reference null: a Student-t
-   density with the null's mean and spread over the references (the scan's prediction test);
+1. per teacher, the suspect's statistic (the largest of its standardised closeness,
+   similarity and agreement statistics) against the same statistic over the references, each
+   playing the suspect (their mean and spread: the reference null). The p-value itself comes
+   from each statistic's prediction test, combined by Simes' rule and corrected by Holm;
 2. the contributions of the probes that decided (the scan's stored evidence: its top probes);
 3. a table of those probes with their prompts.
 """
@@ -108,30 +110,31 @@ def _png(fig: Any) -> str:
 
 
 def _null_plot(scan: dict[str, Any]) -> str:
+    """Per teacher: the suspect's statistic against the references' (mean, ±1 and ±2 sd)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-    from scipy import stats as st
 
     cands = scan["candidates"]
-    fig, axes = plt.subplots(1, len(cands), figsize=(4.2 * len(cands), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(cands), figsize=(4.2 * len(cands), 2.6), squeeze=False)
     for ax, c in zip(axes[0], cands):
-        mu, sd, n = c["null_mean"], c["null_sd"], c["n_references"]
-        x0 = c["statistic"]
-        if sd > 0 and n >= 2:
-            lo, hi = min(mu - 4 * sd, x0 - sd), max(mu + 4 * sd, x0 + sd)
-            xs = np.linspace(lo, hi, 300)
-            dens = st.t.pdf((xs - mu) / sd, df=n - 1) / sd
-            ax.fill_between(xs, dens, color="#9bb7d4", alpha=0.7,
-                            label=f"reference null (n={n})")
+        mu, sd, n, x0 = c["null_mean"], c["null_sd"], c["n_references"], c["statistic"]
+        if sd > 0:
+            ax.axvspan(mu - 2 * sd, mu + 2 * sd, color="#d6eaf8", label="references ±2 sd")
+            ax.axvspan(mu - sd, mu + sd, color="#85c1e9", label="references ±1 sd")
+        ax.axvline(mu, color="#1b4f72", ls="--", lw=1.2, label=f"reference mean (n={n})")
         ax.axvline(x0, color="#c0392b", lw=2.5, label="suspect")
-        ax.set_title(f"{c['teacher']}: {c['verdict']}, p={c['p_value']:.3g}\n"
-                     f"similarity {c['similarity']:+.3f}", fontsize=9)
-        ax.set_xlabel("combined statistic (standardised)", fontsize=8)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{scan['name']}: suspect vs reference null, per teacher", fontsize=10)
+        lo = min(mu - 3 * max(sd, 1e-6), x0) - 0.5
+        hi = max(mu + 3 * max(sd, 1e-6), x0) + 0.5
+        ax.set_xlim(lo, hi)
+        ax.set_yticks([])
+        ax.set_title(f"{c['teacher']}: {c['verdict']}, p={c['p_value']:.3g} "
+                     f"(raw {c['raw_p_value']:.3g})\nsimilarity {c['similarity']:+.3f}",
+                     fontsize=9)
+        ax.set_xlabel("largest standardised statistic", fontsize=8)
+        ax.legend(fontsize=6.5, loc="upper left", framealpha=0.9)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -211,6 +214,10 @@ def render_html(rep: dict[str, Any]) -> str:
             f"<table><tr><th>teacher</th><th>verdict</th><th>p (Holm)</th><th>raw p</th>"
             f"<th>similarity</th><th>statistic</th><th>null mean ± sd</th></tr>{rows}</table>"
             f"<img alt='statistic against the reference null' src='{_null_plot(s)}'>"
+            "<p><small>The suspect's largest standardised statistic against the same "
+            "statistic over the references (the reference null). p-values come from each "
+            "statistic's prediction test, combined by Simes' rule, Holm-corrected across "
+            "teachers.</small></p>"
             + (f"<img alt='probe contributions' src='{contrib}'>" if contrib else "")
             + f"<h3>Probes that decided</h3><table><tr><th>teacher</th><th>probe</th>"
             f"<th>contribution</th><th>prompt</th></tr>{ev}</table>"
