@@ -76,7 +76,11 @@ class BatchService:
                 if hasattr(p, "poll") and p.poll() is not None:
                     del self._children[jid]
             if job.id not in self._children:
-                self._children[job.id] = self.spawn(self.home, job.id)
+                child = self.spawn(self.home, job.id)
+                self._children[job.id] = child
+                if hasattr(child, "wait"):  # reap it when it exits: no zombies
+                    threading.Thread(target=child.wait, daemon=True,
+                                     name=f"reap-{job.id}").start()
 
     def cancel(self, job_id: str) -> Job:
         job = self.jobs.request_cancel(job_id)

@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -81,12 +82,16 @@ def home_lock(home: Path, job_id: str, *, wait: bool = False) -> Iterator[None]:
     home.mkdir(parents=True, exist_ok=True)
     fd = os.open(home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            holder = lock_holder(home) or "another runner"
-            raise BatchBusyError(f"a batch runner is already working in {home} ({holder}); "
-                                 "not starting a second one") from None
+        for attempt in range(20):  # `lock_holder` probes hold the lock for a moment: retry
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if attempt == 19:
+                    holder = lock_holder(home) or "another runner"
+                    raise BatchBusyError(f"a batch runner is already working in {home} "
+                                         f"({holder}); not starting a second one") from None
+                time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"job {job_id} pid {os.getpid()}\n".encode(), 0)
         yield
@@ -143,13 +148,19 @@ def scan_item(engine: Any, job_id: str, item: Item, alpha: float) -> dict[str, A
     """Scan one item (or find its stored scan); returns {"scan_id", "queries"} or
     {"error": reason, "message": ...}. Never raises for a suspect's own failure."""
     s = item.spec
+    rid = scan_request_id(job_id, item.idx)
     try:
         with _credentials(s.api_key_env):
             res = engine.scan(s.model, access=s.access, max_queries=s.max_queries, alpha=alpha,
-                              request_id=scan_request_id(job_id, item.idx))
-    except LineageError as e:
-        return {"error": e.reason, "message": e.message}
+                              request_id=rid)
     except Exception as e:  # noqa: BLE001 - one broken suspect must not stop the batch
+        # A scan under this request id stored by someone else meanwhile (a worker of a dead
+        # driver that Ray had not killed yet) makes ours collide: that scan is the result.
+        prior = engine.store.scan_by_request(rid) if hasattr(engine, "store") else None
+        if prior is not None:
+            return {"scan_id": prior["scan_id"], "queries": prior["queries"]}
+        if isinstance(e, LineageError):
+            return {"error": e.reason, "message": e.message}
         traceback.print_exc()
         return {"error": "INTERNAL", "message": f"{type(e).__name__}: {e}"}
     return {"scan_id": res.id, "queries": res.queries}
