@@ -204,3 +204,19 @@ def test_cli_cancel_marks_an_idle_job_cancelled(tmp_path, capsys):
     assert main(["--home", str(tmp_path), "batch", "cancel", job.id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "cancelled"
     assert isinstance(job_store(tmp_path), JobStore)
+
+
+def test_a_scan_stored_meanwhile_under_the_same_request_id_is_the_result(tmp_path):
+    """A leftover worker stores the item's scan first: ours collides on the unique request id,
+    and the item takes the stored scan instead of failing or storing a second one."""
+    job, _ = create_job(tmp_path, _manifest(1), request_id="r", source="m")
+    other = Store(tmp_path / "lineage.db")
+    rid = scan_request_id(job.id, 0)
+
+    def race(model):
+        other.add_scan("theirs", model, {"scan_id": "theirs", "queries": 7}, rid)
+
+    done = _run(tmp_path, job, FakeEngine(tmp_path, on_scan=race))
+    assert (done.state, done.done, done.failed) == ("succeeded", 1, 0)
+    item = job_store(tmp_path).items(job.id)[0]
+    assert (item.scan_id, item.queries) == ("theirs", 7)
