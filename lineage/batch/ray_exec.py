@@ -12,7 +12,9 @@ request id, so a driver killed between the two never produces a second result.
 
 Caveats handled here: Ray's driver installs its own SIGTERM handler, which we replace with one
 that raises SystemExit, so a Kubernetes deadline still runs `ray.shutdown()`; and the driver is
-a plain process (never the gRPC server's), so gRPC's fork restrictions do not apply.
+a plain process (never the gRPC server's), so gRPC's fork restrictions do not apply. A local
+Ray whose driver dies of SIGKILL leaves Ray's per-node agents behind (`ray stop` ends them);
+the job itself resumes like any other.
 """
 
 from __future__ import annotations
