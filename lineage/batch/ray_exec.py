@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +86,21 @@ class RayExecutor:
             ray.init(address=address, **kw)
         except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ...
             raise LineageError(f"cannot start or reach Ray at {address}: {e}") from None
-        # Ray's driver SIGTERM handler exits without unwinding; unwind instead
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        if threading.current_thread() is threading.main_thread():
+            # Ray's driver SIGTERM handler exits without unwinding; unwind instead
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         return ray
 
     def run(self, home: Path, job: Job, jobs: JobStore, progress: ProgressFn) -> None:
+        main = threading.current_thread() is threading.main_thread()
+        before = signal.getsignal(signal.SIGTERM) if main else None
         ray = self._init()
         try:
             self._run(ray, home, job, jobs, progress)
         finally:
             ray.shutdown()
+            if main:
+                signal.signal(signal.SIGTERM, before or signal.SIG_DFL)
 
     def _run(self, ray: Any, home: Path, job: Job, jobs: JobStore,
              progress: ProgressFn) -> None:
