@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup demo test bench-detection clean-venv
+.PHONY: setup browser demo test bench-detection clean-venv
 
 setup: $(STAMP)
 
@@ -26,7 +26,19 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/lineage demo --home $(VENV)/demo-home
 
-test: setup
+# tests/test_report.py renders a report in headless Chromium: install it when it is missing
+# and apt-get is there (as root, or through sudo); a no-op once installed.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; \
+	  else \
+	    echo "no chromium and no apt-get: install a headless Chromium for tests/test_report.py"; \
+	  fi; \
+	fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q tests
 
 bench-detection: setup

@@ -7,6 +7,8 @@
     lineage scans list|get [ID] [--json]
     lineage zoo build --out DIR [--size small|full]
     lineage demo [--zoo DIR]
+    lineage batch run MANIFEST [--request-id ID] [--ray ADDRESS] | batch status|list|cancel
+    lineage report SCAN_OR_JOB [--html FILE] [--json]
 
 Errors print one line to stderr and exit 2 (bad input) or 1 (other failures). With --json,
 stdout carries exactly one JSON object; progress goes to stderr.
@@ -235,7 +237,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_plugins(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Subcommands owned by optional modules (the server)."""
+    """Subcommands owned by other modules (batch scans, reports, the server)."""
+    from lineage.batch.cli import add_batch_command
+    from lineage.report import add_report_command
+
+    add_batch_command(sub, common)
+    add_report_command(sub, common)
     try:
         from server.cli import add_serve_command
     except ImportError:

@@ -59,6 +59,9 @@ class ServerConfig:
     #: engine calls that load or run models at once (register, scan, compare, search);
     #: 1 until the backends make model loading thread-safe
     model_concurrency: int = 1
+    #: serve Prometheus /metrics on this port (0: any free port; None: no metrics)
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
 
     def validate(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -94,8 +97,11 @@ def _read(path: str) -> bytes:
 class LineageServer:
     """One server: start() binds and returns the port; stop() drains and shuts down."""
 
-    def __init__(self, engine: EngineSource, config: ServerConfig | None = None) -> None:
+    def __init__(self, engine: EngineSource, config: ServerConfig | None = None, *,
+                 batch_spawn: Callable[[Path, str], Any] | None = None) -> None:
         self.config = config or ServerConfig()
+        self._batch_spawn = batch_spawn  # how runners start (tests may replace it)
+        self.metrics: Any = None
         self.config.validate()
         self._source = engine
         self.engine: Any = None
@@ -114,11 +120,21 @@ class LineageServer:
         limits = [("grpc.max_send_message_length", cfg.max_message_bytes),
                   ("grpc.max_receive_message_length", cfg.max_message_bytes),
                   ("grpc.so_reuseport", 0)]  # a second server on a busy port must fail
-        server = grpc.aio.server(
-            interceptors=[TokenAuthInterceptor(creds)] if creds else [], options=limits)
+        batch = self._batch_service()
+        interceptors: list[grpc.aio.ServerInterceptor] = []
+        if cfg.metrics_port is not None:
+            from server.metrics import Metrics, MetricsInterceptor
+
+            self.metrics = Metrics(batch.jobs if batch else None)
+            interceptors.append(MetricsInterceptor(self.metrics))
+        if creds:
+            interceptors.append(TokenAuthInterceptor(creds))
+        server = grpc.aio.server(interceptors=interceptors, options=limits)
         pb_grpc.add_LineageServiceServicer_to_server(
-            LineageServicer(self.engine, self._pool, cfg.model_concurrency), server)
-        operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(), server)
+            LineageServicer(self.engine, self._pool, cfg.model_concurrency, batch=batch,
+                            metrics=self.metrics), server)
+        operations_pb2_grpc.add_OperationsServicer_to_server(
+            OperationsServicer(batch, self._pool), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (SERVICE_NAME, OPERATIONS_NAME, health_pb2.DESCRIPTOR.services_by_name[
             "Health"].full_name, reflection.SERVICE_NAME)
@@ -140,11 +156,30 @@ class LineageServer:
         if not creds and not _loopback(cfg.address):
             log.warning("listening on %s without a token file: anyone who can reach it "
                         "may call it", cfg.address)
+        if self.metrics is not None:
+            try:
+                self.metrics.serve(cfg.metrics_port or 0, cfg.metrics_address)
+            except OSError as e:
+                self._pool.shutdown(wait=False)
+                raise InvalidArgumentError(f"cannot serve metrics on {cfg.metrics_address}:"
+                                           f"{cfg.metrics_port}: {e.strerror}",
+                                           field="metrics_port") from None
         await server.start()
         self._server = server
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    def _batch_service(self) -> Any:
+        """Batch scans need the engine's home and store; a stand-in engine gets none."""
+        home, store = getattr(self.engine, "home", None), getattr(self.engine, "store", None)
+        if home is None or store is None or not hasattr(store, "engine"):
+            return None
+        from lineage.batch import JobStore
+        from server.batch import BatchService, spawn_runner
+
+        return BatchService(Path(home), JobStore(store.engine),
+                            spawn_runner if self._batch_spawn is None else self._batch_spawn)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop; safe to call more than once (later calls wait for the first)."""
@@ -161,6 +196,8 @@ class LineageServer:
             await self._server.stop(grace)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.metrics is not None:
+            self.metrics.stop()
         if self._owned and hasattr(self.engine, "close"):
             self.engine.close()
 
@@ -185,6 +222,9 @@ async def serve(engine: EngineSource, config: ServerConfig | None = None, *,
     port = await srv.start()
     host = srv.config.address.rsplit(":", 1)[0]
     print(f"lineage server listening on {host}:{port}", file=sys.stderr, flush=True)
+    if srv.metrics is not None:
+        print(f"lineage server: metrics on http://{srv.config.metrics_address}:"
+              f"{srv.metrics.port}/metrics", file=sys.stderr, flush=True)
     if on_started:
         on_started(port)
     await stop.wait()

@@ -24,6 +24,10 @@ def add_serve_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=4, help="threads for model work")
     p.add_argument("--model-concurrency", type=int, default=1,
                    help="model-loading calls (register/scan/compare/search) run at once")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="N",
+                   help="serve Prometheus /metrics on this port (0: any free port)")
+    p.add_argument("--metrics-address", default="127.0.0.1",
+                   help="address for --metrics-port (default loopback)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -34,4 +38,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return run_server(home.expanduser(), address=args.address, token_file=args.token_file,
                       tls_cert=args.tls_cert, tls_key=args.tls_key, client_ca=args.client_ca,
                       max_message_bytes=args.max_message_mb * 1024 * 1024, grace=args.grace,
-                      workers=args.workers, model_concurrency=args.model_concurrency)
+                      workers=args.workers, model_concurrency=args.model_concurrency,
+                      metrics_port=args.metrics_port, metrics_address=args.metrics_address)

@@ -8,7 +8,7 @@ and ISO 8601 times become `google.protobuf.Timestamp` (round-tripping to the sam
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -19,11 +19,14 @@ from lineage.types import Candidate, Evidence, ModelRecord, ScanResult, SearchHi
 __all__ = [
     "access_from_pb",
     "access_to_pb",
+    "batch_suspect_from_pb",
     "hit_from_pb",
     "hit_to_pb",
+    "job_to_operation",
     "model_from_pb",
     "model_name",
     "model_to_pb",
+    "operation_name",
     "parse_name",
     "role_from_pb",
     "role_to_pb",
@@ -164,3 +167,53 @@ def hit_to_pb(h: SearchHit) -> pb.SearchHit:
 
 def hit_from_pb(h: pb.SearchHit) -> SearchHit:
     return SearchHit(parse_name(h.teacher, "models", field="teacher"), h.score)
+
+
+# -- batch scans (long-running operations) --------------------------------------------------
+
+_BATCH_STATES = {"pending": pb.BATCH_SCAN_STATE_PENDING, "running": pb.BATCH_SCAN_STATE_RUNNING,
+                 "succeeded": pb.BATCH_SCAN_STATE_SUCCEEDED,
+                 "failed": pb.BATCH_SCAN_STATE_FAILED,
+                 "cancelled": pb.BATCH_SCAN_STATE_CANCELLED}
+
+
+def operation_name(job_id: str) -> str:
+    return f"operations/{job_id}"
+
+
+def batch_suspect_from_pb(s: pb.BatchSuspect) -> dict[str, object]:
+    """A manifest entry (validated later by `lineage.batch.manifest`)."""
+    d: dict[str, object] = {"model": s.suspect}
+    if s.access != pb.ACCESS_MODE_UNSPECIFIED:
+        d["access"] = access_from_pb(s.access)
+    elif not s.suspect.startswith("openai+"):
+        d["access"] = "full"
+    if s.HasField("max_queries"):
+        d["max_queries"] = int(s.max_queries)
+    return d
+
+
+def job_to_operation(job: Any, items: list[Any]) -> Any:
+    """A batch job as a google.longrunning.Operation (AIP-151)."""
+    from google.longrunning import operations_pb2
+    from google.protobuf import any_pb2
+    from google.rpc import code_pb2, status_pb2
+
+    md = any_pb2.Any()
+    md.Pack(pb.BatchScanMetadata(state=_BATCH_STATES[job.state], total=job.total,
+                                 done=job.done + job.failed, create_time=_ts(job.created_at)))
+    op = operations_pb2.Operation(name=operation_name(job.id), metadata=md, done=job.final)
+    if job.state == "succeeded":
+        res = pb.BatchScanResult(
+            scans=[scan_name(i.scan_id) for i in items if i.state == "done" and i.scan_id],
+            failures=[pb.BatchScanFailure(suspect=i.spec.model, reason=i.reason or "",
+                                          message=i.message or "")
+                      for i in items if i.state == "failed"])
+        op.response.Pack(res)
+    elif job.state == "cancelled":
+        op.error.CopyFrom(status_pb2.Status(code=code_pb2.CANCELLED,
+                                            message="the batch scan was cancelled"))
+    elif job.state == "failed":
+        op.error.CopyFrom(status_pb2.Status(code=code_pb2.INTERNAL,
+                                            message=job.error or "the batch scan failed"))
+    return op

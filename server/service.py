@@ -17,6 +17,7 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 import numpy as np
 from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import empty_pb2
 from grpc_status import rpc_status
 
 from lineage._proto.lineage.v1 import lineage_pb2 as pb
@@ -41,9 +42,12 @@ _SEARCH_FIELDS = {"vector": "signature", "model": "suspect", "k": "top_k"}
 class LineageServicer(pb_grpc.LineageServiceServicer):
     """One engine per server; `executor` runs its blocking calls."""
 
-    def __init__(self, engine: Any, executor: Executor, model_concurrency: int = 1) -> None:
+    def __init__(self, engine: Any, executor: Executor, model_concurrency: int = 1, *,
+                 batch: Any = None, metrics: Any = None) -> None:
         self.engine = engine
         self.executor = executor
+        self.batch = batch  # a server.batch.BatchService, or None: batch scans unavailable
+        self.metrics = metrics  # a server.metrics.Metrics, or None
         # Loading Hugging Face models from several threads at once is not safe (transformers'
         # from_pretrained fails with "Cannot copy out of meta tensor"), so calls that may load
         # or run models take this gate; reads (get/list) do not.
@@ -152,6 +156,8 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
                 kw["early_stop"] = False
             res = await self._once("scan", request.request_id, lambda: self._run_model(
                 self.engine.scan, request.suspect, **kw))
+            if self.metrics is not None:
+                self.metrics.scanned(res)
             return pb.CreateScanResponse(scan=convert.scan_to_pb(res))
         return await self._guard(context, "CreateScan", body, _SCAN_FIELDS)
 
@@ -185,6 +191,8 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
                 access=convert.access_from_pb(request.access),
                 max_queries=request.max_queries if request.HasField("max_queries") else None,
                 alpha=request.alpha if request.HasField("alpha") else 0.01)
+            if self.metrics is not None:
+                self.metrics.scanned(res)
             return pb.CompareResponse(scan=convert.scan_to_pb(res))
         return await self._guard(context, "Compare", body, _COMPARE_FIELDS)
 
@@ -208,28 +216,98 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
 
     async def CreateBatchScan(self, request: pb.CreateBatchScanRequest, context: Ctx
                               ) -> operations_pb2.Operation:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            "batch scans are not implemented yet")
-        raise AssertionError("abort returned")  # pragma: no cover
+        if self.batch is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                                "batch scans need a server with a home directory")
+        batch = self.batch
+
+        async def body() -> operations_pb2.Operation:
+            if not request.request_id:
+                raise InvalidArgumentError("request_id is required: a repeat must not start "
+                                           "a second batch", field="request_id")
+            if len(request.request_id) > MAX_REQUEST_ID:
+                raise InvalidArgumentError(f"request_id is longer than {MAX_REQUEST_ID}",
+                                           field="request_id")
+            m = batch.manifest([convert.batch_suspect_from_pb(x) for x in request.suspects],
+                               request.alpha if request.HasField("alpha") else None)
+            job = await self._run(batch.create, m, request.request_id)
+            items = await self._run(batch.jobs.items, job.id)
+            return convert.job_to_operation(job, items)
+        return await self._guard(context, "CreateBatchScan", body)
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):
-    """google.longrunning.Operations for batch scans (AIP-151); implemented by a later issue."""
+    """google.longrunning.Operations over batch jobs (AIP-151): one operation per job."""
 
-    async def _no(self, context: Ctx) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "operations are not implemented yet")
+    def __init__(self, batch: Any, executor: Executor) -> None:  # BatchService or None
+        self.batch = batch
+        self.executor = executor
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kw))
+
+    async def _op(self, job_id: str) -> operations_pb2.Operation:
+        job = await self._run(self.batch.jobs.get, job_id)
+        items = await self._run(self.batch.jobs.items, job_id)
+        return convert.job_to_operation(job, items)
+
+    async def _guard(self, ctx: Ctx, method: str, body: Callable[[], Awaitable[T]]) -> T:
+        if self.batch is None:
+            await ctx.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "operations need a server with a home directory")
+            raise AssertionError("abort returned")  # pragma: no cover
+        try:
+            return await body()
+        except LineageError as e:
+            status = to_rpc_status(e, {"job": "name"})
+        except Exception as e:  # noqa: BLE001 - the edge
+            status = internal_status(e, method)
+        await ctx.abort_with_status(rpc_status.to_status(status))
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
 
     async def GetOperation(self, request: Any, context: Ctx) -> Any:
-        return await self._no(context)
+        async def body() -> Any:
+            return await self._op(convert.parse_name(request.name, "operations"))
+        return await self._guard(context, "GetOperation", body)
 
     async def ListOperations(self, request: Any, context: Ctx) -> Any:
-        return await self._no(context)
+        async def body() -> Any:
+            if request.filter:
+                raise InvalidArgumentError("filters are not supported", field="filter")
+            size = pagination.page_size(request.page_size)
+            after = pagination.decode(request.page_token, "operations")
+            if after is not None and not isinstance(after, str):
+                raise InvalidArgumentError("page_token is invalid", field="page_token")
+            jobs = await self._run(self.batch.jobs.list_jobs, after=after,
+                                   limit=size + 1)
+            token = pagination.encode("operations", jobs[size - 1].id) \
+                if len(jobs) > size else ""
+            ops = [await self._op(j.id) for j in jobs[:size]]
+            return operations_pb2.ListOperationsResponse(operations=ops,
+                                                         next_page_token=token)
+        return await self._guard(context, "ListOperations", body)
 
     async def CancelOperation(self, request: Any, context: Ctx) -> Any:
-        return await self._no(context)
+        async def body() -> Any:
+            await self._run(self.batch.cancel,
+                            convert.parse_name(request.name, "operations"))
+            return empty_pb2.Empty()
+        return await self._guard(context, "CancelOperation", body)
 
     async def DeleteOperation(self, request: Any, context: Ctx) -> Any:
-        return await self._no(context)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            "batch jobs and their scans are kept; nothing is deleted")
 
     async def WaitOperation(self, request: Any, context: Ctx) -> Any:
-        return await self._no(context)
+        async def body() -> Any:
+            name = convert.parse_name(request.name, "operations")
+            limit = request.timeout.ToTimedelta().total_seconds() \
+                if request.HasField("timeout") else 60.0
+            deadline = asyncio.get_running_loop().time() + min(max(limit, 0.0), 600.0)
+            while True:
+                op = await self._op(name)
+                if op.done or asyncio.get_running_loop().time() >= deadline:
+                    return op
+                await asyncio.sleep(0.5)
+        return await self._guard(context, "WaitOperation", body)

@@ -147,7 +147,9 @@ def test_already_exists_and_unexpected_errors(srv):
     assert "secret" not in e.value.details() and "Traceback" not in e.value.details()
 
 
-def test_batch_scan_is_unimplemented_for_now(srv):
+def test_batch_scan_needs_an_engine_with_a_home(srv):
+    """The fake engine has no home or store, so batch scans are unavailable (see
+    test_batch_api.py for the real thing)."""
     s, md = stub(srv)
     with pytest.raises(grpc.RpcError) as e:
         s.CreateBatchScan(pb.CreateBatchScanRequest(), metadata=md, timeout=10)

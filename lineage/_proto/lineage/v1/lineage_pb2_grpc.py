@@ -160,8 +160,10 @@ class LineageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateBatchScan(self, request, context):
-        """Starts a batch scan of many suspects as a long-running operation (AIP-151). Poll it
-        with google.longrunning.Operations. Not implemented yet: returns UNIMPLEMENTED.
+        """Starts a batch scan of many suspects as a long-running operation (AIP-151) named
+        "operations/{job}"; poll, list and cancel it with google.longrunning.Operations. The
+        scans run in a separate runner process; request_id is required, and a repeat returns
+        the first operation (resuming it if its runner died). Progress is in the metadata.
 
         AIP-151 requires returning google.longrunning.Operation itself, which buf's
         RPC_RESPONSE_STANDARD_NAME and RPC_REQUEST_RESPONSE_UNIQUE rules do not allow:
