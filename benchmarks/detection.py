@@ -62,7 +62,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
                       "stopped_early": d["stopped_early"],
                       "candidates": [{k: c[k] for k in ("teacher", "p_value", "raw_p_value",
                                                         "statistic", "similarity", "closeness",
-                                                        "verdict")}
+                                                        "verdict", "p_parts")}
                                      for c in d["candidates"]]})
         for c in d["candidates"]:
             pairs.append((m["name"], m["recipe"], c["teacher"], c["teacher"] == m.get("parent"),
@@ -102,6 +102,24 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
             kind = "independent" if rec.startswith("independent") else "other_teacher_student"
             fp_by_kind[kind][0] += c["verdict"] == "derived"
             fp_by_kind[kind][1] += 1
+    # Each statistic alone against the combination, in the same run. `similarity` alone is the
+    # baseline: the first-word signature of DESIGN.md that the core issue started from.
+    parts = sorted({k for (*_, c) in pairs for k in c.get("p_parts", {})})
+    indep_pairs = [c for (s, rec, t, p, c) in pairs if not p and rec.startswith("independent")]
+    all_pos = [c for (s, rec, t, p, c) in pairs if p]
+
+    def sc(c: dict, k: str | None) -> float:
+        p = c["raw_p_value"] if k is None else c.get("p_parts", {}).get(k, 1.0)
+        return -math.log10(max(p, 1e-300))
+
+    by_statistic = {
+        (k or "combined"): {
+            "core_auc_vs_independents": stats.auc([sc(c, k) for c in core],
+                                                  [sc(c, k) for c in indep_pairs]),
+            "auc_all": stats.auc([sc(c, k) for c in all_pos], [sc(c, k) for c in neg]),
+            "tpr_at_fpr_0.01_all": stats.tpr_at_fpr([sc(c, k) for c in all_pos],
+                                                    [sc(c, k) for c in neg], 0.01),
+        } for k in [None, *parts]}
     took = [{"name": m["name"], "recipe": m["recipe"], "parent": m.get("parent"),
              **(m.get("eval") or {})} for m in models]
     return {
@@ -119,6 +137,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
         "fpr_by_kind": {k: {"fp": a, "n": b, "rate": a / b, "ci": stats.clopper_pearson(a, b)}
                         for k, (a, b) in fp_by_kind.items()},
         "register_seconds": t_reg, "scan_seconds": t_scan,
+        "by_statistic": by_statistic,
         "scans": scans, "distillation": took,
     }
 
@@ -143,6 +162,11 @@ def print_report(res: dict) -> None:
           f"{res['fpr_at_alpha']:.3f} {_ci(res['fpr_at_alpha_ci'])}")
     for k, v in res["fpr_by_kind"].items():
         print(f"  {k:<24} {v['fp']}/{v['n']} = {v['rate']:.3f} {_ci(v['ci'])}")
+    print("\nEach statistic alone (p-value as the score; 'similarity' is the baseline):")
+    print(f"{'statistic':<14}{'core AUC':>10}{'AUC all':>9}{'TPR@1%FPR':>11}")
+    for k, v in res.get("by_statistic", {}).items():
+        print(f"{k:<14}{v['core_auc_vs_independents']:>10.3f}{v['auc_all']:>9.3f}"
+              f"{v['tpr_at_fpr_0.01_all']:>11.2f}")
     print("\nDistillation took (bits per character; lower = learned more):")
     print(f"{'model':<24}{'recipe':<20}{'parent':<8}{'teacher bpc':>12}{'real bpc':>10}")
     for m in res["distillation"]:

@@ -385,7 +385,8 @@ class Lineage:
             out.append(Candidate(
                 teacher=t.name, similarity=x.similarity, p_value=q, verdict=vd, raw_p_value=p,
                 statistic=x.statistic, closeness=x.closeness, null_mean=float(null.mean()),
-                null_sd=float(null.std(ddof=1)), n_references=len(refs), evidence=ev))
+                null_sd=float(null.std(ddof=1)), n_references=len(refs), evidence=ev,
+                p_parts={k: float(v) for k, v in x.p_parts.items()}))
         out.sort(key=lambda c: (c.p_value, -c.statistic))
         return out
 
