@@ -30,7 +30,10 @@ from grpc_reflection.v1alpha import reflection
 from lineage._proto.lineage.v1 import lineage_pb2 as pb
 from lineage._proto.lineage.v1 import lineage_pb2_grpc as pb_grpc
 from lineage.errors import InvalidArgumentError
-from server.auth import TokenAuthInterceptor, load_tokens
+from lineage.audit import AuditLog
+from lineage.tokens import TokenStore
+from server.auth import CredentialSource, load_tokens
+from server.guard import EdgeInterceptor
 from server.service import LineageServicer, OperationsServicer
 
 __all__ = ["SERVICE_NAME", "LineageServer", "ServerConfig", "run_server", "serve"]
@@ -59,6 +62,10 @@ class ServerConfig:
     #: engine calls that load or run models at once (register, scan, compare, search);
     #: 1 until the backends make model loading thread-safe
     model_concurrency: int = 1
+    #: the home's token table and audit log; by default `tokens.db` / `audit.db` in the
+    #: engine's home (when it has one)
+    tokens_db: str | None = None
+    audit_log: str | None = None
 
     def validate(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -108,14 +115,19 @@ class LineageServer:
 
     async def start(self) -> int:
         cfg = self.config
-        creds = load_tokens(cfg.token_file) if cfg.token_file else None
+        static = load_tokens(cfg.token_file) if cfg.token_file else []
         self.engine, self._owned = _engine(self._source)
+        home = getattr(self.engine, "home", None)
+        tokens_db = cfg.tokens_db or (str(Path(home) / "tokens.db") if home else None)
+        audit_path = cfg.audit_log or (str(Path(home) / "audit.db") if home else None)
+        source = CredentialSource(static, TokenStore(tokens_db) if tokens_db else None)
+        self.audit = AuditLog(audit_path) if audit_path else None
         self._pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="lineage-engine")
         limits = [("grpc.max_send_message_length", cfg.max_message_bytes),
                   ("grpc.max_receive_message_length", cfg.max_message_bytes),
                   ("grpc.so_reuseport", 0)]  # a second server on a busy port must fail
         server = grpc.aio.server(
-            interceptors=[TokenAuthInterceptor(creds)] if creds else [], options=limits)
+            interceptors=[EdgeInterceptor(source, self.audit)], options=limits)
         pb_grpc.add_LineageServiceServicer_to_server(
             LineageServicer(self.engine, self._pool, cfg.model_concurrency), server)
         operations_pb2_grpc.add_OperationsServicer_to_server(OperationsServicer(), server)
@@ -137,7 +149,7 @@ class LineageServer:
         if not self.port:
             self._pool.shutdown(wait=False)
             raise InvalidArgumentError(f"cannot listen on {cfg.address}", field="address")
-        if not creds and not _loopback(cfg.address):
+        if not source.enabled and not _loopback(cfg.address):
             log.warning("listening on %s without a token file: anyone who can reach it "
                         "may call it", cfg.address)
         await server.start()
