@@ -90,6 +90,9 @@ def cmd_register(args: argparse.Namespace) -> int:
 
         rec = LineageClient.from_args(args).register(args.name, args.model, args.role)
     else:
+        from lineage.backends import check_uri
+
+        check_uri(args.model)
         eng = _engine(args)
         with _audit(args, "model.register", args.name,
                     {"model": args.model, "role": args.role}) as a:
