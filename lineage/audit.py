@@ -2,7 +2,9 @@
 
 Lives in its own SQLite file (`audit.db` in the home), apart from the store, so that the lead's
 store schema and the audit trail change independently and an audit append never waits on a long
-store transaction. One row per call, written when the call ends (success or failure):
+store transaction. Two rows per call: `started` before it runs (so that a call cut short by a
+crash still shows), and its outcome when it ends (success or failure); calls refused before
+they start (authentication, role) get only the outcome row:
 
     seq, ts, actor, action, target, outcome, detail (JSON), prev, hash
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lineage.errors import StoreError
+from lineage.faults import crash_point
 
 __all__ = ["AuditLog", "AuditEntry", "AuditProblem", "GENESIS", "cli_actor", "entry_hash", "timed"]
 
@@ -146,6 +149,7 @@ class AuditLog:
                     db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?,?,?)",
                                (seq, ts, e.actor, e.action, e.target, e.outcome,
                                 json.dumps(detail, sort_keys=True), prev, h))
+                    crash_point("audit.in_tx")
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -201,8 +205,11 @@ class AuditLog:
 
 def timed(log: AuditLog | None, *, actor: str, action: str, target: str,
           detail: dict[str, Any] | None = None) -> "_Timed":
-    """`with timed(log, ...) as t:` appends one entry when the block ends, with its outcome."""
+    """`with timed(log, ...) as t:` appends a `started` entry, then one with the outcome
+    (`ok` or `error:REASON`) when the block ends; a `started` without an outcome is a call cut
+    short by a crash."""
     return _Timed(log, actor, action, target, dict(detail or {}))
+
 
 
 class _Timed:
@@ -214,6 +221,9 @@ class _Timed:
 
     def __enter__(self) -> "_Timed":
         self.t0 = time.monotonic()
+        if self.log is not None:  # so that a mutation cut short by a crash still shows
+            self.log.append(actor=self.actor, action=self.action, target=self.target,
+                            outcome="started", detail=self.detail)
         return self
 
     def __exit__(self, et: Any, ev: Any, tb: Any) -> None:

@@ -7,8 +7,8 @@
 2. **Authentication and roles** (`server.auth`): UNAUTHENTICATED without a known bearer token,
    PERMISSION_DENIED when the token's role is below the method's. Health checks are public.
 3. **Audit**: every mutating call (`AUDITED`) appends one entry to the hash-chained audit log
-   (`lineage.audit`) when it ends, with the caller, the target, the request's fields and the
-   status it ended with, refusals included.
+   (`lineage.audit`) when it starts (`STARTED`) and one when it ends, with the caller, the
+   target, the request's fields and the status it ended with; refusals get only the second.
 """
 
 from __future__ import annotations
@@ -161,15 +161,24 @@ def _wrap(handler: grpc.RpcMethodHandler, refusal: tuple[grpc.StatusCode, str] |
         async def unary(request: Any, context: Any) -> Any:
             t0 = time.monotonic()
             exc: BaseException | None = None
+            audited = action is not None and audit is not None
+            if audited and refusal is not None:  # recorded before the caller hears of it
+                await _record(audit, actor, action, request, None, None, t0,  # type: ignore
+                              refusal[0].name)
+                await context.abort(*refusal)
             try:
                 req = await gate(request, context)
+                if audited:
+                    await _record(audit, actor, action, request, None, None, t0,  # type: ignore
+                                  "STARTED")
                 return await inner(req, context)
             except BaseException as e:
                 exc = e
                 raise
             finally:
-                if action is not None and audit is not None:
-                    await _record(audit, actor, action, request, context, exc, t0)
+                # an aborted call's status reaches the caller before this entry is written
+                if audited:
+                    await _record(audit, actor, action, request, context, exc, t0)  # type: ignore
         behavior: Any = unary
     else:
         async def streaming(request: Any, context: Any) -> Any:
@@ -191,12 +200,12 @@ def _wrap(handler: grpc.RpcMethodHandler, refusal: tuple[grpc.StatusCode, str] |
 
 
 async def _record(audit: AuditLog, actor: str, action: str, request: Any, context: Any,
-                  exc: BaseException | None, t0: float) -> None:
+                  exc: BaseException | None, t0: float, outcome: str | None = None) -> None:
     fields = {"<malformed>": request.why} if isinstance(request, Malformed) \
         else _summary(request)
     target = next((str(fields[f]) for f in _TARGET_FIELDS if fields.get(f)), "")
     detail = {"request": fields, "seconds": round(time.monotonic() - t0, 3)}
-    outcome = _code_name(context, exc)
+    outcome = outcome or _code_name(context, exc)
     if exc is not None and outcome == "OK":
         outcome = "UNKNOWN"
     loop = asyncio.get_running_loop()

@@ -133,18 +133,25 @@ def test_every_mutating_call_is_audited(secured) -> None:
     _call(s, "CreateScan", pb.CreateScanRequest(suspect="", alpha=0.05), inv)
     _call(s, "ListModels", pb.ListModelsRequest(), inv)  # a read: not audited
     _call(s, "DeleteModel", pb.DeleteModelRequest(name="models/t9"), adm)
+    deadline = time.monotonic() + 5  # an error's entry lands just after its status is sent
+    while len(list(log.entries())) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
     got = [(e.actor, e.action, e.target, e.outcome) for e in log.entries()]
     assert got == [
+        ("ada", "model.register", "t9", "STARTED"),
         ("ada", "model.register", "t9", "OK"),
-        ("ivan", "model.register", "t9", "PERMISSION_DENIED"),
+        ("ivan", "model.register", "t9", "PERMISSION_DENIED"),  # refused: no STARTED
         ("unauthenticated", "model.register", "t9", "UNAUTHENTICATED"),
+        ("ivan", "scan.create", "/m/x", "STARTED"),
         ("ivan", "scan.create", "/m/x", "OK"),
+        ("ivan", "scan.create", "", "STARTED"),
         ("ivan", "scan.create", "", "INVALID_ARGUMENT"),
+        ("ada", "model.delete", "models/t9", "STARTED"),
         ("ada", "model.delete", "models/t9", "OK"),
     ]
     first = next(log.entries())
     assert first.detail["request"]["model"] == {"uri": "/m/t9", "role": "MODEL_ROLE_TEACHER"}
-    assert log.verify() == (6, None)
+    assert log.verify() == (10, None)
     for e in log.entries():
         assert adm not in json.dumps(e.to_json()) and inv not in json.dumps(e.to_json())
 
@@ -245,6 +252,7 @@ def test_cli_mutations_are_audited(tmp_path: Path) -> None:
     cli(tmp_path, "tokens", "revoke", "ada")
     es = list(AuditLog.for_home(tmp_path).entries())
     assert [(e.action, e.target, e.outcome) for e in es] == [
-        ("model.delete", "ghost", "error:UNKNOWN_MODEL"), ("token.add", "ada", "ok"),
-        ("token.revoke", "ada", "ok")]
+        ("model.delete", "ghost", "started"), ("model.delete", "ghost", "error:UNKNOWN_MODEL"),
+        ("token.add", "ada", "started"), ("token.add", "ada", "ok"),
+        ("token.revoke", "ada", "started"), ("token.revoke", "ada", "ok")]
     assert all(e.actor.startswith("cli:") for e in es)
