@@ -173,7 +173,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
     ts = TokenStore.for_home(_home(args))
     if args.action == "list":
-        recs = ts.list()
+        recs = ts.records()
         _print({"tokens": [r.__dict__ for r in recs]}, args.json, "\n".join(
             f"{r.name:<24} {r.role:<13} {r.created_at}"
             + (f"  revoked {r.revoked_at}" if r.revoked_at else "") for r in recs)

@@ -108,7 +108,7 @@ class TokenStore:
             if cur.rowcount == 0:
                 raise UnknownModelError(f"no active token named {name!r}", field="name")
 
-    def list(self) -> list[TokenRecord]:
+    def records(self) -> list[TokenRecord]:
         if not self.exists():
             return []
         with closing(self._connect()) as db:
@@ -117,5 +117,5 @@ class TokenStore:
 
     def active(self) -> list[tuple[str, str, bytes]]:
         """(name, role, sha256 digest) of every token not revoked."""
-        return [(t.name, t.role, bytes.fromhex(t.sha256)) for t in self.list()
+        return [(t.name, t.role, bytes.fromhex(t.sha256)) for t in self.records()
                 if t.revoked_at is None]
