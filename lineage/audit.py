@@ -15,6 +15,10 @@ one (a gap in `seq`, or a `prev` that is not the previous entry's hash), or a fo
 Deleting the *last* entries leaves a valid shorter chain; `head()` gives (seq, hash) to keep
 elsewhere, and `verify(anchor=...)` checks that the chain still contains it.
 
+Extension point for `lineage batch run` (another branch): wrap the run in
+`timed(AuditLog.for_home(home), actor=cli_actor(), action="batch.run", target=MANIFEST)`, as
+`lineage.cli` does for register; the server already audits CreateBatchScan (`server.guard`).
+
 Appends are serialised by SQLite's write lock (`BEGIN IMMEDIATE`), so several processes (the
 server, CLI commands, batch workers) may append at once; triggers refuse UPDATE and DELETE, which
 stops accidents, while the hash chain catches whoever removes the triggers.

@@ -290,6 +290,26 @@ def test_raw_bytes(server) -> None:
     assert fz.bad == [], "\n".join(fz.bad[:20])
 
 
+def test_streaming_methods_refuse_garbage_cleanly(server) -> None:
+    """Health Watch (server streaming) and reflection (bidirectional) get the same guard."""
+    fz, proc, home = server
+    md = (("authorization", f"Bearer {ADMIN}"),)
+    watch = fz.channel.unary_stream("/grpc.health.v1.Health/Watch")
+    refl = fz.channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+    rng = random.Random(3)
+    for _ in range(20):
+        junk = b"\xff" + rng.randbytes(rng.randrange(1, 40))
+        for call in (lambda: list(watch(junk, timeout=5)),
+                     lambda: list(refl(iter([junk]), metadata=md, timeout=5))):
+            with pytest.raises(grpc.RpcError) as ei:
+                call()
+            assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    first = next(health_pb2_grpc.HealthStub(fz.channel).Watch(
+        health_pb2.HealthCheckRequest(service=""), timeout=5))
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+
 def test_still_healthy_and_nothing_internal_logged(server) -> None:
     fz, proc, home = server
     assert fz.sent >= N_STRUCTURED + N_RAW + 1000
