@@ -1,4 +1,4 @@
-"""10,000 generated requests against a real server process on loopback: no INTERNAL or
+"""10,012 generated requests against a real server process on loopback: no INTERNAL or
 UNKNOWN status, no crash, and the server still answers its health check afterwards.
 
 The server (`tests/hostile_grpc_server.py`) runs the real engine on a home holding synthetic
@@ -39,8 +39,8 @@ from lineage._proto.lineage.v1 import lineage_pb2 as pb
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-N_STRUCTURED = int(os.environ.get("LINEAGE_FUZZ_STRUCTURED", 5000))
-N_RAW = int(os.environ.get("LINEAGE_FUZZ_RAW", 4000))
+N_STRUCTURED = int(os.environ.get("LINEAGE_FUZZ_STRUCTURED", 3000))
+N_RAW = int(os.environ.get("LINEAGE_FUZZ_RAW", 6000))
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 ADMIN, INVESTIGATOR = "fuzz-admin-token", "fuzz-investigator-token"
 

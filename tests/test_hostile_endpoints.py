@@ -3,7 +3,7 @@ clear BackendError within a stated bound, from a real raw-socket server on 127.0
 
 Client settings (`FAST`): read timeout 0.5 s, a 3 s deadline per response (headers and body
 together), 1 MiB bodies, 2 retries. Bounds: the deadline cases (slow drip, slow endless
-streams) fail within 4 s, one attempt (a response cut by the deadline is not retried); the rest
+streams) fail within 5 s (the 3 s deadline plus slack for a loaded machine), one attempt (a response cut by the deadline is not retried); the rest
 within 2 s. With the default settings (`HTTPSettings`: 120 s deadline, 3 retries) the same
 cases fail within 121 s and 4 x 30 s respectively; see the README's Security section.
 """
@@ -24,11 +24,11 @@ FAST = HTTPSettings(connect_timeout_s=1.0, read_timeout_s=0.5, deadline_s=3.0, r
 DEADLINE = "longer than 3s"
 
 CASES = [  # (behavior, bound_s, message in the error)
-    ("slow_drip_body", 4.0, DEADLINE),
-    ("slow_drip_headers", 4.0, DEADLINE),
+    ("slow_drip_body", 5.0, DEADLINE),
+    ("slow_drip_headers", 5.0, DEADLINE),
     ("endless_chunked_fast", 2.0, "exceeds 1048576 bytes"),
-    ("endless_chunked_slow", 4.0, DEADLINE),
-    ("endless_sse", 4.0, DEADLINE),
+    ("endless_chunked_slow", 5.0, DEADLINE),
+    ("endless_sse", 5.0, DEADLINE),
     ("http10_endless", 2.0, "exceeds 1048576 bytes"),
     ("ctype_text_plain", 2.0, "expected application/json, got 'text/plain'"),
     ("ctype_missing", 2.0, "expected application/json, got ''"),
@@ -74,4 +74,4 @@ def test_deadline_covers_the_probe_too() -> None:
         t0 = time.monotonic()
         with pytest.raises(BackendError, match=DEADLINE):
             OpenAIHTTPBackend(srv.url, "m", "logprobs", settings=FAST)
-        assert time.monotonic() - t0 < 4.0
+        assert time.monotonic() - t0 < 5.0
