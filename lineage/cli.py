@@ -187,9 +187,10 @@ def cmd_tokens(args: argparse.Namespace) -> int:
                                        field="role")
         with _audit(args, "token.add", args.name, {"role": args.role}):
             token = ts.add(args.name, args.role)
-        _print({"name": args.name, "role": args.role, "token": token}, args.json,
-               f"{token}\n(token for {args.name}, role {args.role}: shown once, store it now; "
-               "only its sha256 is kept)")
+        _print({"name": args.name, "role": args.role, "token": token}, args.json, token)
+        if not args.json:  # stdout is the token alone, so that `> NAME.token` just works
+            print(f"token for {args.name} (role {args.role}): shown once, store it now; only "
+                  "its sha256 is kept", file=sys.stderr)
         return 0
     with _audit(args, "token.revoke", args.name):
         ts.revoke(args.name)

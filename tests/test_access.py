@@ -256,3 +256,45 @@ def test_cli_mutations_are_audited(tmp_path: Path) -> None:
         ("token.add", "ada", "started"), ("token.add", "ada", "ok"),
         ("token.revoke", "ada", "started"), ("token.revoke", "ada", "ok")]
     assert all(e.actor.startswith("cli:") for e in es)
+
+
+def test_lineage_serve_uses_the_home_tokens_and_audit_log(tmp_path: Path) -> None:
+    """End to end through the CLI: tokens added to a home protect `lineage serve` on it."""
+    import os
+    import re
+    import signal
+
+    adm = cli(tmp_path, "tokens", "add", "ada", "--role", "admin").stdout.strip()
+    inv = cli(tmp_path, "tokens", "add", "ivan", "--role", "investigator").stdout.strip()
+    assert adm.startswith("lin_") and "\n" not in adm
+    log = tmp_path / "serve.log"
+    p = subprocess.Popen([sys.executable, "-m", "lineage.cli", "--home", str(tmp_path), "serve",
+                          "--address", "127.0.0.1:0", "--grace", "1"], cwd=ROOT,
+                         stderr=open(log, "wb"), env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while not (m := re.search(r"listening on ([\d.]+:\d+)", log.read_text())):
+            assert p.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        stub = pb_grpc.LineageServiceStub(grpc.insecure_channel(m.group(1)))
+
+        def code(method: str, req: object, tok: str | None) -> grpc.StatusCode:
+            md = (("authorization", f"Bearer {tok}"),) if tok else ()
+            try:
+                getattr(stub, method)(req, metadata=md, timeout=30)
+                return grpc.StatusCode.OK
+            except grpc.RpcError as e:
+                return e.code()
+        assert code("ListModels", pb.ListModelsRequest(), None) == grpc.StatusCode.UNAUTHENTICATED
+        assert code("ListModels", pb.ListModelsRequest(), inv) == grpc.StatusCode.OK
+        gone = pb.DeleteModelRequest(name="models/ghost")
+        assert code("DeleteModel", gone, inv) == grpc.StatusCode.PERMISSION_DENIED
+        assert code("DeleteModel", gone, adm) == grpc.StatusCode.NOT_FOUND
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(30)
+    got = [(e.actor, e.action, e.outcome) for e in AuditLog.for_home(tmp_path).entries()
+           if e.action == "model.delete"]
+    assert got == [("ivan", "model.delete", "PERMISSION_DENIED"),
+                   ("ada", "model.delete", "STARTED"), ("ada", "model.delete", "NOT_FOUND")]
+    assert cli(tmp_path, "audit", "verify").returncode == 0
