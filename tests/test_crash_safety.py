@@ -6,7 +6,8 @@ Real CLI subprocesses against the small zoo, killed two ways (seeded, so a failu
   inside the store transaction, between the store commit and the index update, between the
   index's temp file and its rename, between a scan's result and its storage, inside the
   audit append;
-- at random times (SIGKILL after a uniform delay over the operation's measured duration).
+- at random times: SIGKILL after a delay uniform over 10-90% of the operation's measured
+  duration, repeated until TIMED_KILLS kills land (so the count does not depend on speed).
 After every kill `lineage.integrity.check_home` reopens the home (which reconciles the index
 from the store, as every restart does) and must report no problem.
 """
@@ -34,23 +35,26 @@ ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261129
 MIN_KILLS = 20
 
-# (operation, args, kill plan). A plan entry is a fault label, or "timed" (SIGKILL at a random
-# time); after the plan the operation runs to completion.
-WORKLOAD = [
-    ("register", ("t1", "teacher"), ["store.add_model.in_tx", "timed", "register.after_store"]),
-    ("register", ("r1", "reference"), ["timed", "index.save.before_replace"]),
-    ("scan", ("i1",), ["scan.before_store", "timed", "scan.after_store", "timed", "timed"]),
-    ("scan", ("t1-logit_kd",), ["timed", "scan.before_store", "audit.in_tx:2", "timed"]),
-    ("delete", ("r1",), ["timed", "audit.in_tx:1", "delete.after_store"]),
-    ("register", ("r2", "reference"), ["timed", "register.before_store"]),
-    ("scan", ("t1-seq_kd",), ["timed", "timed"]),
+# Phase 1, (operation, args, fault labels): each label kills one run of the operation; then
+# it runs to completion (unless a kill came after its commit, which makes it durable).
+LABELLED = [
+    ("register", ("t1", "teacher"), ["store.add_model.in_tx", "register.after_store"]),
+    ("register", ("r1", "reference"), ["register.before_store", "index.save.before_replace"]),
+    ("scan", ("i1",), ["scan.before_store", "scan.after_store"]),
+    ("scan", ("t1-logit_kd",), ["audit.in_tx:1", "audit.in_tx:2"]),
+    ("delete", ("r1",), ["audit.in_tx:1", "delete.after_store"]),
+    ("register", ("r2", "reference"), ["register.after_store"]),
 ]
+# Phase 2: SIGKILL after a random delay, uniform over (0.1, 0.9) of the operation's measured
+# duration, cycling through these until TIMED_KILLS kills have landed (a run that finishes
+# first simply counts as finished).
+TIMED_CYCLE = [("register", ("r3", "reference")), ("scan", ("i1",)), ("scan", ("t1-seq_kd",)),
+               ("scan", ("t1-logit_kd",))]
+TIMED_KILLS = 10
 #: Extension point for `lineage batch run` (built on another branch): add entries such as
-#: ("batch", (manifest,), ["batch.<label>", "timed"]) with their command in `_command` and
-#: their "finished" rule in `_finished`, once the batch package and its crash points exist.
+#: ("batch", (manifest,), ["batch.<label>", ...]) with their command in `_command` and their
+#: "finished" rule in the test, once the batch package and its crash points exist.
 BATCH_SCENARIOS: list[tuple[str, tuple[str, ...], list[str]]] = []
-
-EST = {"register": 9.0, "scan": 5.0, "delete": 3.0}  # first guesses; replaced by measurements
 
 
 def _command(home: Path, zoo: Path, op: str, args: tuple[str, ...]) -> list[str]:
@@ -90,7 +94,9 @@ def test_kill_9_anywhere_leaves_a_consistent_home(small_zoo: Path, tmp_path: Pat
     rng = random.Random(SEED)
     home = tmp_path / "home"
     finished: list[tuple[str, str]] = []  # ("model", name) | ("scan", id) | ("deleted", name)
-    kills, log = 0, []
+    est: dict[str, float] = {}  # longest measured run of each operation (a late kill counts)
+    kills = {"label": 0, "timed": 0}
+    log: list[str] = []
     t_start = time.monotonic()
 
     def check(after: str) -> None:
@@ -109,47 +115,65 @@ def test_kill_9_anywhere_leaves_a_consistent_home(small_zoo: Path, tmp_path: Pat
         finally:
             st.close()
 
-    for op, args, plan in WORKLOAD + BATCH_SCENARIOS:
-        cmd = _command(home, small_zoo, op, args)
+    def durable(op: str, name: str) -> bool:
+        """A register or delete already in the store (a kill after its commit)."""
+        if op not in ("register", "delete") or not (home / "lineage.db").exists():
+            return False
+        st = Store(home / "lineage.db")
+        present = name in {r.name for r in st.list_models()}
+        st.close()
+        if present == (op == "register"):
+            finished.append(("deleted" if op == "delete" else "model", name))
+            log.append(f"{op} {name}: already committed")
+            return True
+        return False
+
+    def attempt(op: str, args: tuple[str, ...], how: str) -> bool:
+        """One run: killed at label `how`, at a random time ("timed"), or to the end
+        ("complete"). Returns True when the run finished the operation."""
         if op == "delete":  # in flight: the model may or may not be there until it finishes
             finished[:] = [f for f in finished if f != ("model", args[0])]
-        for step in plan + ["complete"]:
-            if op in ("register", "delete") and (home / "lineage.db").exists():
-                st = Store(home / "lineage.db")
-                present = args[0] in {r.name for r in st.list_models()}
-                st.close()
-                if present == (op == "register"):  # killed after its commit: it is durable
-                    log.append(f"{op} {args[0]}: already committed")
-                    finished.append(("deleted" if op == "delete" else "model", args[0]))
-                    break
-            crash = None if step in ("timed", "complete") else step
-            delay = rng.uniform(0.3, 1.1 * EST[op]) if step == "timed" else None
-            rc, out, took = _run(cmd, crash, delay)
-            if rc == 0:
-                EST[op] = took
-                res = json.loads(out)
-                if op == "register":
-                    finished.append(("model", res["name"]))
-                elif op == "scan":
-                    finished.append(("scan", res["scan_id"]))
-                else:
-                    finished.append(("deleted", res["deleted"]))
-                log.append(f"{op} {args[0]}: finished in {took:.1f}s ({step})")
-                check(f"{op} {args[0]} finished")
+        crash = None if how in ("timed", "complete") else how
+        delay = rng.uniform(0.1, 0.9) * est[op] if how == "timed" else None
+        rc, out, took = _run(_command(home, small_zoo, op, args), crash, delay)
+        if rc == 0:
+            est[op] = max(est.get(op, 0.0), took)
+            res = json.loads(out)
+            key = {"register": "name", "scan": "scan_id", "delete": "deleted"}[op]
+            finished.append(({"register": "model", "scan": "scan", "delete": "deleted"}[op],
+                             res[key]))
+            log.append(f"{op} {args[0]}: finished in {took:.1f}s ({how})")
+            check(f"{op} {args[0]} finished")
+            return True
+        if how != "timed":
+            est[op] = max(est.get(op, 0.0), took)
+        kills["timed" if how == "timed" else "label"] += 1
+        n = sum(kills.values())
+        log.append(f"{op} {args[0]}: kill {n} at {how}" + (f" after {took:.2f}s" if delay else ""))
+        check(f"kill {n} ({op} {args[0]} at {how})")
+        return False
+
+    for op, args, labels in LABELLED + BATCH_SCENARIOS:
+        for how in labels + ["complete"]:
+            if durable(op, args[0]) or attempt(op, args, how):
                 break
-            kills += 1
-            log.append(f"{op} {args[0]}: killed at {step}"
-                       + (f" after {took:.2f}s" if step == "timed" else ""))
-            check(f"kill {kills} ({op} {args[0]} at {step})")
         else:
             raise AssertionError(f"{op} {args[0]} never finished")
+    cycle, i, runs = list(TIMED_CYCLE), 0, 0
+    while kills["timed"] < TIMED_KILLS and runs < 4 * TIMED_KILLS:
+        op, args = cycle[i % len(cycle)]
+        i, runs = i + 1, runs + 1
+        if op not in est:  # never measured: run it once to the end first
+            attempt(op, args, "complete")
+        elif durable(op, args[0]) or attempt(op, args, "timed"):
+            if op == "register":
+                cycle.remove((op, args))
 
     print("\n" + "\n".join(log))
-    print(f"{kills} kills, {len(finished)} finished operations, "
-          f"{time.monotonic() - t_start:.0f}s")
-    assert kills >= MIN_KILLS
-    names = {n for k, n in finished if k == "model"}
-    assert names == {"t1", "r2"}
+    total = sum(kills.values())
+    print(f"{total} kills ({kills['label']} at named points, {kills['timed']} timed), "
+          f"{len(finished)} finished operations, {time.monotonic() - t_start:.0f}s")
+    assert kills["timed"] >= TIMED_KILLS and total >= MIN_KILLS
     entries = list(AuditLog.for_home(home).entries())
     assert any(e.outcome == "started" for e in entries)  # the killed ones left a trace
 
