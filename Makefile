@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup browser demo test bench-detection clean-venv
+.PHONY: setup browser demo test bench-detection soak clean-venv
 
 setup: $(STAMP)
 
@@ -43,6 +43,11 @@ test: setup browser
 
 bench-detection: setup
 	$(BIN)/python benchmarks/detection.py --zoo .cache/zoo-full --access full
+
+# Not part of CI: 30 minutes, 64 clients (MINUTES=3 for a short run).
+MINUTES ?= 30
+soak: setup
+	$(BIN)/python benchmarks/soak.py --zoo $$(ls -d .cache/zoo-small-* | head -1) --minutes $(MINUTES)
 
 clean-venv:
 	rm -rf $(VENV)

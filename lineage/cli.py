@@ -9,6 +9,11 @@
     lineage demo [--zoo DIR]
     lineage batch run MANIFEST [--request-id ID] [--ray ADDRESS] | batch status|list|cancel
     lineage report SCAN_OR_JOB [--html FILE] [--json]
+    lineage tokens add NAME --role admin|investigator | tokens list | tokens revoke NAME
+    lineage audit verify [--anchor SEQ:HASH] | audit head | audit show [--json]
+
+Local mutating commands (register, models delete, scan, compare, tokens add/revoke) append an
+entry to the home's hash-chained audit log (`lineage.audit`).
 
 Errors print one line to stderr and exit 2 (bad input) or 1 (other failures). With --json,
 stdout carries exactly one JSON object; progress goes to stderr.
@@ -56,6 +61,15 @@ def _engine(args: argparse.Namespace) -> Any:
     return Lineage(_home(args))
 
 
+def _audit(args: argparse.Namespace, action: str, target: str,
+           detail: dict[str, Any] | None = None) -> Any:
+    """A context manager that records a local mutating command in the home's audit log."""
+    from lineage.audit import AuditLog, cli_actor, timed
+
+    return timed(AuditLog.for_home(_home(args)), actor=cli_actor(), action=action,
+                 target=target, detail=detail)
+
+
 def _print(obj: Any, as_json: bool, text: str) -> None:
     if as_json:
         sys.stdout.write(json.dumps(obj, sort_keys=False) + "\n")
@@ -78,8 +92,14 @@ def cmd_register(args: argparse.Namespace) -> int:
 
         rec = LineageClient.from_args(args).register(args.name, args.model, args.role)
     else:
+        from lineage.backends import check_uri
+
+        check_uri(args.model)
         eng = _engine(args)
-        rec = eng.register(args.name, args.model, args.role, progress=_Progress(args.quiet))
+        with _audit(args, "model.register", args.name,
+                    {"model": args.model, "role": args.role}) as a:
+            rec = eng.register(args.name, args.model, args.role, progress=_Progress(args.quiet))
+            a.detail["id"] = rec.id
     _print(rec.to_json(), args.json, f"registered {rec.name} ({rec.role}) id={rec.id}")
     return 0
 
@@ -89,7 +109,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "delete":
         if not args.name:
             raise InvalidArgumentError("models delete needs NAME", field="name")
-        eng.delete_model(args.name)
+        with _audit(args, "model.delete", args.name):
+            eng.delete_model(args.name)
         _print({"deleted": args.name}, args.json, f"deleted {args.name}")
         return 0
     recs = eng.list_models(limit=100_000)
@@ -108,15 +129,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
         res = LineageClient.from_args(args).scan(args.model, **kw)
     else:
-        res = _engine(args).scan(args.model, progress=_Progress(args.quiet), **kw)
+        eng = _engine(args)
+        with _audit(args, "scan.create", args.model, dict(kw)) as a:
+            res = eng.scan(args.model, progress=_Progress(args.quiet), **kw)
+            a.detail["scan_id"] = res.id
     d = res.to_json()
     _print(d, args.json, _fmt_scan(d))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    res = _engine(args).compare(args.model, args.teacher, access=args.access,
-                                max_queries=args.max_queries, alpha=args.alpha)
+    eng = _engine(args)
+    with _audit(args, "scan.compare", args.model, {"teacher": args.teacher}) as a:
+        res = eng.compare(args.model, args.teacher, access=args.access,
+                          max_queries=args.max_queries, alpha=args.alpha)
+        a.detail["scan_id"] = res.id
     d = res.to_json()
     _print(d, args.json, _fmt_scan(d))
     return 0
@@ -140,6 +167,69 @@ def cmd_scans(args: argparse.Namespace) -> int:
     scans = [s.to_json() for s in eng.list_scans(limit=100_000)]
     _print({"scans": scans}, args.json, "\n".join(
         f"{s['scan_id']}  {s['created_at']}  {s['suspect']}" for s in scans) or "(no scans)")
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from lineage.tokens import TokenStore
+
+    ts = TokenStore.for_home(_home(args))
+    if args.action == "list":
+        recs = ts.records()
+        _print({"tokens": [r.__dict__ for r in recs]}, args.json, "\n".join(
+            f"{r.name:<24} {r.role:<13} {r.created_at}"
+            + (f"  revoked {r.revoked_at}" if r.revoked_at else "") for r in recs)
+            or "(no tokens)")
+        return 0
+    if not args.name:
+        raise InvalidArgumentError(f"tokens {args.action} needs NAME", field="name")
+    if args.action == "add":
+        if not args.role:
+            raise InvalidArgumentError("tokens add needs --role admin|investigator",
+                                       field="role")
+        with _audit(args, "token.add", args.name, {"role": args.role}):
+            token = ts.add(args.name, args.role)
+        _print({"name": args.name, "role": args.role, "token": token}, args.json, token)
+        if not args.json:  # stdout is the token alone, so that `> NAME.token` just works
+            print(f"token for {args.name} (role {args.role}): shown once, store it now; only "
+                  "its sha256 is kept", file=sys.stderr)
+        return 0
+    with _audit(args, "token.revoke", args.name):
+        ts.revoke(args.name)
+    _print({"revoked": args.name}, args.json, f"revoked {args.name}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from lineage.audit import AuditLog
+
+    log = AuditLog.for_home(_home(args))
+    if args.action == "head":
+        seq, h = log.head()
+        _print({"seq": seq, "hash": h}, args.json, f"{seq}:{h}")
+        return 0
+    if args.action == "show":
+        entries = [e.to_json() for e in log.entries()]
+        _print({"entries": entries}, args.json, "\n".join(
+            f"{e['seq']:>6} {e['ts']} {e['actor']:<20} {e['action']:<16} {e['outcome']:<10} "
+            f"{e['target']}" for e in entries) or "(empty)")
+        return 0
+    anchor = None
+    if args.anchor:
+        seq_s, _, h = args.anchor.partition(":")
+        if not seq_s.isdigit() or len(h) != 64:
+            raise InvalidArgumentError("--anchor is SEQ:HASH (from `lineage audit head`)",
+                                       field="anchor")
+        anchor = (int(seq_s), h)
+    n, problem = log.verify(anchor)
+    seq, h = log.head()
+    if problem is not None:
+        _print({"ok": False, "checked": n, "bad_entry": problem.seq, "problem": problem.why},
+               args.json, "")
+        print(f"lineage: audit log {log.path} is NOT intact: {problem}", file=sys.stderr)
+        return 1
+    _print({"ok": True, "entries": n, "head": f"{seq}:{h}"}, args.json,
+           f"audit log intact: {n} entries, head {seq}:{h}")
     return 0
 
 
@@ -227,6 +317,18 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--size", default="small", choices=["small", "full"])
     z.add_argument("--seed", type=int, default=0)
     z.set_defaults(func=cmd_zoo)
+
+    t = sub.add_parser("tokens", parents=[common], help="API tokens for the server")
+    t.add_argument("action", choices=["add", "list", "revoke"])
+    t.add_argument("name", nargs="?")
+    t.add_argument("--role", default=None, choices=["admin", "investigator"])
+    t.set_defaults(func=cmd_tokens)
+
+    au = sub.add_parser("audit", parents=[common], help="check or show the audit log")
+    au.add_argument("action", choices=["verify", "head", "show"])
+    au.add_argument("--anchor", default=None, metavar="SEQ:HASH",
+                    help="an earlier `audit head`; verify fails if the chain lost it")
+    au.set_defaults(func=cmd_audit)
 
     d = sub.add_parser("demo", parents=[common], help="build a small zoo, register, scan")
     d.add_argument("--zoo", default=None,

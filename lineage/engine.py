@@ -23,6 +23,7 @@ import numpy as np
 from lineage import stats
 from lineage.backends import AccessMode, ModelBackend, Sample, open_model, view
 from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
+from lineage.faults import crash_point
 from lineage.index import SignatureIndex
 from lineage.signatures import exact_distribution, histogram
 from lineage.store import Store, utcnow
@@ -204,11 +205,13 @@ class Lineage:
             _, osamples = self.store.fingerprint(o.id)
             score_rows[(o.name, name)] = self._score(ob, samples)
             score_rows[(name, o.name)] = self._score(backend, osamples)
+        crash_point("register.before_store")
         with self._lock:
             rec = self.store.add_model(
                 name=name, role=role, uri=uri, identity=backend.identity,
                 suite_name=S.name, suite_hash=S.hash, dist=dist, samples=samples,
                 score_rows=score_rows, request_id=request_id)
+            crash_point("register.after_store")
             if role == "reference":
                 self._rebuild_index()
             else:
@@ -235,6 +238,7 @@ class Lineage:
     def delete_model(self, name: str) -> None:
         with self._lock:
             rec = self.store.delete_model(name)
+            crash_point("delete.after_store")
             if rec.role == "reference":
                 self._rebuild_index()
             else:
@@ -338,7 +342,9 @@ class Lineage:
             alpha=alpha, suite_name=suite.name, suite_hash=self.suite.hash,
             candidates=tuple(candidates), created_at=utcnow(),
             identity=dict(backend.identity), request_id=request_id, stopped_early=stopped)
+        crash_point("scan.before_store")
         self.store.add_scan(result.id, model, result.to_json(), request_id)
+        crash_point("scan.after_store")
         return result
 
     def _tests(self, tlist: list[ModelRecord], refs: list[ModelRecord], suspect: Observed,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lineage.errors import InvalidArgumentError, StoreError
+from lineage.faults import crash_point
 
 __all__ = ["SignatureIndex"]
 
@@ -114,6 +115,7 @@ class SignatureIndex:
             faiss.write_index(self._index, tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
+            crash_point("index.save.before_replace")
             os.replace(tmp, self.path)
         finally:
             if os.path.exists(tmp):

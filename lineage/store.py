@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from lineage.errors import AlreadyExistsError, StoreError, UnknownModelError
+from lineage.faults import crash_point
 from lineage.types import ModelRecord
 
 __all__ = ["Store", "encode_array", "decode_array", "utcnow"]
@@ -139,6 +140,7 @@ class Store:
                 for (scorer, gen), arr in score_rows.items():
                     c.execute(scores.insert().values(
                         scorer_id=ids[scorer], generator_id=ids[gen], logp=encode_array(arr)))
+                crash_point("store.add_model.in_tx")
         except sa.exc.IntegrityError as e:
             raise AlreadyExistsError(f"model {name!r} or its request id exists: {e.orig}") from None
         return self.get_model(name)

@@ -30,7 +30,10 @@ from grpc_reflection.v1alpha import reflection
 from lineage._proto.lineage.v1 import lineage_pb2 as pb
 from lineage._proto.lineage.v1 import lineage_pb2_grpc as pb_grpc
 from lineage.errors import InvalidArgumentError
-from server.auth import TokenAuthInterceptor, load_tokens
+from lineage.audit import AuditLog
+from lineage.tokens import TokenStore
+from server.auth import CredentialSource, load_tokens
+from server.guard import EdgeInterceptor
 from server.service import LineageServicer, OperationsServicer
 
 __all__ = ["SERVICE_NAME", "LineageServer", "ServerConfig", "run_server", "serve"]
@@ -62,6 +65,10 @@ class ServerConfig:
     #: serve Prometheus /metrics on this port (0: any free port; None: no metrics)
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
+    #: the home's token table and audit log; by default `tokens.db` / `audit.db` in the
+    #: engine's home (when it has one)
+    tokens_db: str | None = None
+    audit_log: str | None = None
 
     def validate(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -114,8 +121,13 @@ class LineageServer:
 
     async def start(self) -> int:
         cfg = self.config
-        creds = load_tokens(cfg.token_file) if cfg.token_file else None
+        static = load_tokens(cfg.token_file) if cfg.token_file else []
         self.engine, self._owned = _engine(self._source)
+        home = getattr(self.engine, "home", None)
+        tokens_db = cfg.tokens_db or (str(Path(home) / "tokens.db") if home else None)
+        audit_path = cfg.audit_log or (str(Path(home) / "audit.db") if home else None)
+        source = CredentialSource(static, TokenStore(tokens_db) if tokens_db else None)
+        self.audit = AuditLog(audit_path) if audit_path else None
         self._pool = ThreadPoolExecutor(cfg.workers, thread_name_prefix="lineage-engine")
         limits = [("grpc.max_send_message_length", cfg.max_message_bytes),
                   ("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -127,8 +139,7 @@ class LineageServer:
 
             self.metrics = Metrics(batch.jobs if batch else None)
             interceptors.append(MetricsInterceptor(self.metrics))
-        if creds:
-            interceptors.append(TokenAuthInterceptor(creds))
+        interceptors.append(EdgeInterceptor(source, self.audit))
         server = grpc.aio.server(interceptors=interceptors, options=limits)
         pb_grpc.add_LineageServiceServicer_to_server(
             LineageServicer(self.engine, self._pool, cfg.model_concurrency, batch=batch,
@@ -153,7 +164,7 @@ class LineageServer:
         if not self.port:
             self._pool.shutdown(wait=False)
             raise InvalidArgumentError(f"cannot listen on {cfg.address}", field="address")
-        if not creds and not _loopback(cfg.address):
+        if not source.enabled and not _loopback(cfg.address):
             log.warning("listening on %s without a token file: anyone who can reach it "
                         "may call it", cfg.address)
         if self.metrics is not None:

@@ -1,39 +1,60 @@
-"""Bearer-token authentication: the token file and the server interceptor.
+"""Bearer tokens and roles: where credentials come from and what each role may call.
 
-The token file holds one credential per line: `TOKEN` or `TOKEN ROLE` (roles are parsed and kept
-for a later issue; a plain line has no role). Blank lines and `#` comments are ignored. Tokens
-are kept only as SHA-256 digests and compared with `hmac.compare_digest` against every entry,
-so neither the match position nor the token length shows in the timing.
+Credentials come from two places, used together:
+- a token file (`--token-file`): one credential per line, `TOKEN [ROLE]` or `sha256:HEX [ROLE]`
+  (the second form keeps only the digest on disk). A line without a role grants `admin`, which
+  is what every token could do before roles existed; give `investigator` to restrict it.
+  Blank lines and `#` comments are ignored.
+- the home's token table (`lineage tokens add NAME --role ROLE`, see `lineage.tokens`), re-read
+  every few seconds so that added and revoked tokens take effect without a restart.
+
+Tokens are kept only as SHA-256 digests and compared with `hmac.compare_digest` against every
+entry, so neither the match position nor the token length shows in the timing.
 
 Health checks need no token, so that load balancers and orchestrators can probe the server.
+Any other call needs a token (UNAUTHENTICATED without one or with an unknown one) whose role is
+at least the method's (PERMISSION_DENIED otherwise; `METHOD_ROLES`, default investigator).
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from lineage.errors import InvalidArgumentError
+from lineage.tokens import ROLES, TokenStore, digest, role_at_least
 
-__all__ = ["PUBLIC_METHODS", "Credential", "TokenAuthInterceptor", "load_tokens"]
+__all__ = ["PUBLIC_METHODS", "METHOD_ROLES", "Credential", "CredentialSource", "load_tokens",
+           "bearer", "check", "needed_role"]
 
 PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+_SVC = "/lineage.v1.LineageService/"
+_OPS = "/google.longrunning.Operations/"
+#: methods that need more than `investigator`
+METHOD_ROLES = {
+    _SVC + "CreateModel": "admin",
+    _SVC + "DeleteModel": "admin",
+    _SVC + "CreateBatchScan": "admin",
+    _OPS + "CancelOperation": "admin",
+    _OPS + "DeleteOperation": "admin",
+}
+LEGACY_ROLE = "admin"  # a token-file line without a role
+
+
+def needed_role(method: str) -> str:
+    return METHOD_ROLES.get(method, ROLES[0])
 
 
 @dataclass(frozen=True)
 class Credential:
     digest: bytes  # sha256 of the token
-    role: str | None  # None for a plain line
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    role: str
+    name: str = ""  # who, for the audit log (a token name, or token-file:LINE)
 
 
 def load_tokens(path: str | Path) -> list[Credential]:
@@ -45,24 +66,68 @@ def load_tokens(path: str | Path) -> list[Credential]:
         raise InvalidArgumentError(f"cannot read token file {p}: {e.strerror}",
                                    field="token_file") from None
     creds = []
-    for line in lines:
+    for no, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
             continue
         if len(parts) > 2:
-            raise InvalidArgumentError(f"token file {p}: a line is 'TOKEN [ROLE]'",
+            raise InvalidArgumentError(f"token file {p}:{no}: a line is 'TOKEN [ROLE]'",
                                        field="token_file")
-        creds.append(Credential(_digest(parts[0]), parts[1] if len(parts) == 2 else None))
+        role = parts[1] if len(parts) == 2 else LEGACY_ROLE
+        if role not in ROLES:
+            raise InvalidArgumentError(f"token file {p}:{no}: role must be one of {ROLES}",
+                                       field="token_file")
+        tok = parts[0]
+        if tok.startswith("sha256:"):
+            try:
+                d = bytes.fromhex(tok[7:])
+            except ValueError:
+                d = b""
+            if len(d) != 32:
+                raise InvalidArgumentError(f"token file {p}:{no}: sha256: needs 64 hex digits",
+                                           field="token_file")
+        else:
+            d = digest(tok)
+        creds.append(Credential(d, role, f"token-file:{no}"))
     if not creds:
         raise InvalidArgumentError(f"token file {p} holds no token", field="token_file")
     return creds
+
+
+class CredentialSource:
+    """Token-file credentials plus the home's token table, re-read every `reload_s` seconds."""
+
+    def __init__(self, static: Sequence[Credential] = (), store: TokenStore | None = None,
+                 reload_s: float = 2.0) -> None:
+        self.static = list(static)
+        self.store = store
+        self.reload_s = reload_s
+        self._creds: list[Credential] = []
+        self._at = -1e9
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether calls need a token: a token file, or a token table (even an empty one)."""
+        return bool(self.static) or (self.store is not None and self.store.exists())
+
+    def current(self) -> list[Credential]:
+        now = time.monotonic()
+        with self._lock:
+            if self.store is not None and now - self._at >= self.reload_s:
+                self._creds = self.static + [Credential(d, role, name)
+                                             for name, role, d in self.store.active()]
+                self._at = now
+            elif self.store is None:
+                self._creds = self.static
+            return self._creds
 
 
 def bearer(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
     """The token of an `authorization: Bearer TOKEN` header, if any."""
     for k, v in metadata or ():
         if k.lower() == "authorization":
-            v = v.decode() if isinstance(v, bytes) else str(v)
+            v = v.decode(errors="replace") if isinstance(v, bytes) else str(v)
             scheme, _, token = v.strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
@@ -73,7 +138,7 @@ def check(creds: Sequence[Credential], token: str | None) -> Credential | None:
     """The matching credential, comparing against all entries in constant time."""
     if token is None:
         return None
-    d = _digest(token)
+    d = digest(token)
     found = None
     for c in creds:
         if hmac.compare_digest(c.digest, d):
@@ -81,38 +146,5 @@ def check(creds: Sequence[Credential], token: str | None) -> Credential | None:
     return found
 
 
-class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses every call but PUBLIC_METHODS without a valid bearer token (UNAUTHENTICATED)."""
-
-    def __init__(self, creds: Sequence[Credential]) -> None:
-        self.creds = list(creds)
-
-    async def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails],
-                                     Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None or details.method in PUBLIC_METHODS:
-            return handler
-        token = bearer(details.invocation_metadata)  # type: ignore[attr-defined]
-        if check(self.creds, token) is not None:
-            return handler
-        msg = "missing bearer token" if token is None else "invalid bearer token"
-        return _deny(handler, msg)
-
-
-def _deny(handler: grpc.RpcMethodHandler, msg: str) -> grpc.RpcMethodHandler:
-    """A handler of the same streaming kind as `handler` that only aborts."""
-    async def abort(_: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, msg)
-
-    kinds = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }
-    make = kinds[(handler.request_streaming, handler.response_streaming)]
-    return make(abort, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+def allowed(cred: Credential, method: str) -> bool:
+    return role_at_least(cred.role, needed_role(method))

@@ -14,7 +14,8 @@ def add_serve_command(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="run the gRPC server")
     p.add_argument("--address", default="127.0.0.1:50051", help="HOST:PORT (port 0: any)")
     p.add_argument("--token-file", default=None,
-                   help="bearer tokens, one per line ('TOKEN' or 'TOKEN ROLE')")
+                   help="bearer tokens, one per line: 'TOKEN [ROLE]' or 'sha256:HEX [ROLE]' "
+                        "(no role: admin); tokens from 'lineage tokens add' are also accepted")
     p.add_argument("--tls-cert", default=None, help="server certificate chain (PEM)")
     p.add_argument("--tls-key", default=None, help="server private key (PEM)")
     p.add_argument("--client-ca", default=None, help="require client certificates from this CA")

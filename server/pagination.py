@@ -37,8 +37,8 @@ def decode(token: str, kind: str, **filters: Any) -> Any:
         return None
     try:
         d = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        ok = isinstance(d, dict) and d.get("k") == kind and d.get("f") == filters
-    except (ValueError, binascii.Error):
+        ok = isinstance(d, dict) and d.get("k") == kind and d.get("f") == filters and "a" in d
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: "[[[[..." tokens
         ok = False
     if not ok:
         raise InvalidArgumentError("page_token is invalid or belongs to another request",

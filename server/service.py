@@ -22,6 +22,7 @@ from grpc_status import rpc_status
 
 from lineage._proto.lineage.v1 import lineage_pb2 as pb
 from lineage._proto.lineage.v1 import lineage_pb2_grpc as pb_grpc
+from lineage.backends import check_uri
 from lineage.errors import InvalidArgumentError, LineageError
 from server import convert, pagination
 from server.errors import internal_status, to_rpc_status
@@ -101,6 +102,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
                 raise InvalidArgumentError("model.role is required", field="role")
             if not request.model.uri:
                 raise InvalidArgumentError("model.uri is required", field="model")
+            check_uri(request.model.uri)
             rec = await self._once("model", request.request_id, lambda: self._run_model(
                 self.engine.register, request.model_id, request.model.uri, role,
                 request_id=request.request_id or None))
@@ -120,7 +122,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
             size = pagination.page_size(request.page_size)
             role = convert.role_from_pb(request.role)
             after = pagination.decode(request.page_token, "models", role=role) or 0
-            if not isinstance(after, int):
+            if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
                 raise InvalidArgumentError("page_token is invalid", field="page_token")
             recs = await self._run(self.engine.list_models, after_id=after, limit=size + 1,
                                    role=role)
@@ -145,6 +147,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
         async def body() -> pb.CreateScanResponse:
             if not request.suspect:
                 raise InvalidArgumentError("suspect is required", field="model")
+            check_uri(request.suspect)
             kw: dict[str, Any] = {
                 "access": convert.access_from_pb(request.access),
                 "max_queries": request.max_queries if request.HasField("max_queries") else None,
@@ -173,7 +176,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
         async def body() -> pb.ListScansResponse:
             size = pagination.page_size(request.page_size)
             after = pagination.decode(request.page_token, "scans")
-            if after is not None and not isinstance(after, str):
+            if after is not None and (not isinstance(after, str) or len(after) > 64):
                 raise InvalidArgumentError("page_token is invalid", field="page_token")
             res = await self._run(self.engine.list_scans, after=after, limit=size + 1)
             token = pagination.encode("scans", res[size - 1].id) if len(res) > size else ""
@@ -185,6 +188,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
         async def body() -> pb.CompareResponse:
             if not request.suspect:
                 raise InvalidArgumentError("suspect is required", field="model")
+            check_uri(request.suspect)
             teacher = convert.parse_name(request.teacher, "models", field="teacher")
             res = await self._run_model(
                 self.engine.compare, request.suspect, teacher,
@@ -209,7 +213,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
                     raise InvalidArgumentError("signature is empty", field="vector")
                 kw["vector"] = np.asarray(request.signature.values, dtype=np.float32)
             else:
-                kw["model"] = request.suspect
+                kw["model"] = check_uri(request.suspect)
             hits = await self._run_model(self.engine.search, **kw)
             return pb.SearchSignaturesResponse(hits=[convert.hit_to_pb(h) for h in hits])
         return await self._guard(context, "SearchSignatures", body, _SEARCH_FIELDS)

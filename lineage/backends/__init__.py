@@ -16,8 +16,10 @@ from lineage.errors import InvalidArgumentError
 
 __all__ = [
     "AccessMode", "ModelBackend", "ModelView", "Sample", "Usage", "view",
-    "open_model", "register_scheme", "SCHEMES",
+    "open_model", "register_scheme", "SCHEMES", "check_uri", "MAX_URI",
 ]
+
+MAX_URI = 4096
 
 Opener = Callable[[str, "int | None"], ModelBackend]
 SCHEMES: dict[str, Opener] = {}
@@ -51,8 +53,22 @@ register_scheme("openai+http://", _open_openai)
 register_scheme("openai+https://", _open_openai)
 
 
+def check_uri(uri: str, field: str = "model") -> str:
+    """Refuse model URIs no backend could mean: too long, or with NUL / control characters
+    (which the OS rejects with errors that are not LineageErrors)."""
+    if not isinstance(uri, str) or not uri:
+        raise InvalidArgumentError("model URI is empty", field=field)
+    if len(uri) > MAX_URI:
+        raise InvalidArgumentError(f"model URI is {len(uri)} chars; the limit is {MAX_URI}",
+                                   field=field)
+    if any(ord(c) < 32 or ord(c) == 127 for c in uri):
+        raise InvalidArgumentError("model URI contains control characters", field=field)
+    return uri
+
+
 def open_model(uri: str, *, max_queries: int | None = None) -> ModelBackend:
     """Open `uri`: a registered scheme prefix, else a local directory."""
+    check_uri(uri)
     for prefix, opener in SCHEMES.items():
         if uri.startswith(prefix):
             return opener(uri, max_queries)
@@ -60,6 +76,11 @@ def open_model(uri: str, *, max_queries: int | None = None) -> ModelBackend:
         known = ", ".join(sorted(SCHEMES)) or "none"
         raise InvalidArgumentError(f"unsupported model URI {uri!r} (schemes: {known})",
                                    field="model")
-    if not Path(uri).exists():
+    try:
+        exists = Path(uri).exists()
+    except (OSError, ValueError) as e:  # e.g. a path component longer than NAME_MAX
+        raise InvalidArgumentError(f"bad model path: {e.strerror if isinstance(e, OSError) else e}",
+                                   field="model") from None
+    if not exists:
         raise InvalidArgumentError(f"model path does not exist: {uri}", field="model")
     return _open_local(uri, max_queries)

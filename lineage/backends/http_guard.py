@@ -2,8 +2,11 @@
 
 Owns the pieces of the HTTP backends that do not depend on the OpenAI protocol:
 - `BoundedTransport`: an `httpx` transport that refuses a response whose body would pass
-  `max_bytes` (declared by Content-Length or counted while streaming) and one whose body takes
-  longer than `deadline_s` in all (the read timeout alone lets a server trickle bytes forever);
+  `max_bytes` (declared by Content-Length or counted while streaming), one that takes longer
+  than `deadline_s` in all, headers included (the read timeout alone lets a server trickle a
+  byte every few seconds forever: every socket read gets at most the time left before the
+  deadline), and compressed ones (it asks for `identity`; a gzip bomb would inflate past any
+  byte count taken on the wire);
 - `RateLimiter`: at most `rps` request starts per second across threads;
 - `retry_after_s`: the server's requested wait from `Retry-After` / `retry-after-ms` headers;
 - `strict_json`: JSON decoding that rejects NaN and Infinity, which Python's `json` accepts.
@@ -19,6 +22,7 @@ import time
 from typing import Any, Iterator, Mapping
 
 import httpx
+import httpcore
 
 __all__ = ["BoundedTransport", "ResponseRejected", "RateLimiter", "retry_after_s", "strict_json"]
 
@@ -47,18 +51,100 @@ class _BoundedStream(httpx.SyncByteStream):
         self._inner.close()
 
 
+_local = threading.local()  # the current request's deadline, per thread (httpcore sync I/O
+#                             runs in the calling thread)
+
+
+def _left(default: float | None) -> float | None:
+    """The socket timeout to use now: the read timeout, cut to the time left before the
+    current request's deadline; raises when that deadline has passed."""
+    dl = getattr(_local, "deadline", None)
+    if dl is None:
+        return default
+    left = dl - time.monotonic()
+    if left <= 0:
+        raise ResponseRejected(f"response took longer than {_local.deadline_s:g}s in all "
+                               "(a server trickling bytes?)")
+    return left if default is None else min(default, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        t = _left(timeout)
+        try:
+            return self._inner.read(max_bytes, t)
+        except httpcore.ReadTimeout:
+            _left(None)  # the deadline, not the read timeout, cut it short: say so
+            raise
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname,
+                                                     _left(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_tcp(
+            host, port, _left(timeout), local_address=local_address,
+            socket_options=socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._inner.connect_unix_socket(
+            path, _left(timeout), socket_options=socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport() -> httpx.HTTPTransport:
+    """httpx's own transport, with every socket operation bound by the request deadline."""
+    t = httpx.HTTPTransport(retries=0)
+    pool = getattr(t, "_pool", None)
+    if pool is None or not hasattr(pool, "_network_backend"):  # httpx/httpcore internals moved
+        raise RuntimeError("cannot install the response deadline on this httpx version")
+    pool._network_backend = _DeadlineBackend(pool._network_backend)
+    return t
+
+
 class BoundedTransport(httpx.BaseTransport):
-    """Wraps `httpx.HTTPTransport`; bounds every response body in bytes and in wall-clock time."""
+    """Wraps `httpx.HTTPTransport`; bounds every response in bytes and in wall-clock time
+    (headers and body together), and refuses compressed bodies."""
 
     def __init__(self, *, max_bytes: int, deadline_s: float,
                  inner: httpx.BaseTransport | None = None) -> None:
-        self._inner = inner or httpx.HTTPTransport(retries=0)
+        self._inner = inner or _deadline_transport()
         self.max_bytes = max_bytes
         self.deadline_s = deadline_s
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = time.monotonic() + self.deadline_s
+        _local.deadline, _local.deadline_s = deadline, self.deadline_s
+        request.headers["Accept-Encoding"] = "identity"
         resp = self._inner.handle_request(request)
+        enc = resp.headers.get("content-encoding", "").strip().lower()
+        if enc not in ("", "identity"):
+            resp.close()
+            raise ResponseRejected(
+                f"compressed response (content-encoding {enc[:40]!r}) refused; asked for identity")
         declared = resp.headers.get("content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
             resp.close()

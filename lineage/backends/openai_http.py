@@ -325,7 +325,9 @@ class OpenAIHTTPBackend:
     def _decode(self, resp: Any, where: str, endpoint: str, k: int, max_tokens: int,
                 probe: bool) -> Sample:
         ctype = resp.headers.get("content-type", "")
-        if "json" not in ctype.lower():
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not (media.startswith("application/")
+                                                and media.endswith("+json")):
             raise BackendError(f"{where}: expected application/json, got {ctype[:80]!r}")
         try:
             data = strict_json(resp.content)
