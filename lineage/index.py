@@ -48,13 +48,13 @@ class IndexConfig:
 
     exact_max: int = 4096  # at most this many vectors: exact flat search over raw vectors
     proj_dim: int = 256  # compact mode: projected dimension (no projection if dim <= this)
-    nprobe: int = 24  # compact mode: inverted lists searched per query
+    nprobe: int = 128  # compact mode: inverted lists searched per query
     seed: int = 20240917  # compact mode: the projection's seed
 
 
 def nlist_for(n: int) -> int:
-    """Inverted lists for n vectors: the power of two nearest 2 * sqrt(n), >= 39 points each."""
-    target = 2 ** round(math.log2(max(1.0, 2.0 * math.sqrt(n))))
+    """Inverted lists for n vectors: the power of two nearest 4 * sqrt(n), >= 39 points each."""
+    target = 2 ** round(math.log2(max(1.0, 4.0 * math.sqrt(n))))
     cap = max(1, n // 39)  # faiss's k-means wants >= 39 points per centroid
     while target > cap and target > 1:
         target //= 2
@@ -121,7 +121,9 @@ class SignatureIndex:
 
         d = self._proj_dim()
         quant = faiss.IndexFlatIP(d)
-        ivf = faiss.IndexIVFFlat(quant, d, nlist_for(n), faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFScalarQuantizer(quant, d, nlist_for(n),
+                                            faiss.ScalarQuantizer.QT_8bit,
+                                            faiss.METRIC_INNER_PRODUCT, False)
         ivf.cp.niter = 10
         ivf.cp.max_points_per_centroid = 64  # train on at most 64 * nlist points
         ivf.cp.spherical = True
@@ -192,18 +194,43 @@ class SignatureIndex:
 
         ivf = self._ivf()
         inv = ivf.invlists
+        sq = faiss.downcast_index(ivf).sq  # no residuals: codes decode on their own
         ids, vecs = [], []
         for lst in range(ivf.nlist):
             m = inv.list_size(lst)
             if m:
                 ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), m).copy())
                 codes = faiss.rev_swig_ptr(inv.get_codes(lst), m * inv.code_size).copy()
-                vecs.append(codes.view(np.float32).reshape(m, ivf.d))
+                vecs.append(sq.decode(codes.reshape(m, inv.code_size)))
         if not ids:
             return np.zeros(0, np.int64), np.zeros((0, ivf.d), np.float32)
         return np.concatenate(ids).astype(np.int64), np.concatenate(vecs)
 
     # -- public API --------------------------------------------------------------------------
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors [q, dim] mapped into the space the index searches, float32.
+
+        [q, proj_dim] (the scaled projection) in compact mode with a projection, else unchanged.
+        Exact search over `stored()` with these gives the answers the index approximates.
+        """
+        import faiss
+
+        x = self._check(vectors)
+        if isinstance(self._index, faiss.IndexPreTransform):
+            return np.asarray(faiss.downcast_VectorTransform(self._index.chain.at(0)).apply(x))
+        return x
+
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids [n] int64, stored vectors [n, d] float32) in the space the index searches."""
+        import faiss
+
+        if self.compact:
+            return self._projected()
+        flat = faiss.downcast_index(self._index.index)
+        x = faiss.vector_to_array(flat.codes).view(np.float32).reshape(len(self), self.dim)
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64), x
+
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -289,8 +316,18 @@ class SignatureIndex:
         if k < 1:
             raise InvalidArgumentError("k must be >= 1", field="k")
         k = min(int(k), max(1, len(self)))
-        D, I = self._searcher().search(q, k)
-        return D, I
+        if q.shape[0] > 1:
+            return self._searcher().search(q, k)
+        # One query gains nothing from OpenMP, and the idle team it wakes spins on the other
+        # cores: under concurrent single-query load (the server) one thread is much faster.
+        import faiss
+
+        prev = faiss.omp_get_max_threads()  # per calling thread
+        faiss.omp_set_num_threads(1)
+        try:
+            return self._searcher().search(q, k)
+        finally:
+            faiss.omp_set_num_threads(prev)
 
     def _searcher(self) -> Any:
         import faiss

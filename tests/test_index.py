@@ -59,7 +59,7 @@ def test_nlist_for_is_a_power_of_two_with_enough_points():
     for n in (1, 39, 100, 4097, 10_000, 1_000_000):
         nl = nlist_for(n)
         assert nl & (nl - 1) == 0 and (nl == 1 or n // nl >= 39)
-    assert nlist_for(1_000_000) == 2048
+    assert nlist_for(1_000_000) == 4096
 
 
 def test_switches_to_compact_above_threshold_and_back_when_emptied(tmp_path):
@@ -102,7 +102,7 @@ def test_compact_recall_vs_brute_force_in_projected_space(tmp_path):
     assert recall >= 0.9
     found = I[:, 0] >= 0
     top = S[np.arange(len(Q)), np.argsort(-S, axis=1)[:, 0]]
-    np.testing.assert_allclose(D[found, 0], top[found], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(D[found, 0], top[found], atol=0.02)  # 8-bit codes
     # a stored vector finds itself, with a score that estimates its raw norm (1)
     D2, I2 = idx.search(X[:20], 10)
     own = I2 == ids[:20, None]
