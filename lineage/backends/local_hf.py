@@ -279,6 +279,7 @@ class LocalHFBackend:
         res: dict[tuple[int, int], tuple[float, float]] = {}
         pad = self.tokenizer.pad_token_id
         dev = self.device
+        mask = boundary.to(dev)
         # group prompts so the continuation pass (rows x (prompt + continuation) tokens) and
         # the repeated cache stay under MAX_BATCH_TOKENS
         groups: list[list[int]] = []
@@ -319,24 +320,28 @@ class LocalHFBackend:
                                position_ids=pos.to(dev), use_cache=True,
                                **self._keep_last)
                 past = _cache_of(o)
-                first = torch.log_softmax(o.logits[:, -1].float(), -1).cpu()  # [P, V]
+                first = torch.log_softmax(o.logits[:, -1].float(), -1)  # [P, V]
                 past.reorder_cache(src.to(dev))  # one cache row per continuation
                 att2 = torch.cat([att[src], torch.ones((R, L), dtype=torch.long)], 1)
                 pos2 = pos[src, -1:] + 1 + torch.arange(L)[None, :]
-                o2 = self.model(input_ids=cont.to(dev), attention_mask=att2.to(dev),
+                cont_d, clen_d, src_d = cont.to(dev), clen.to(dev), src.to(dev)
+                o2 = self.model(input_ids=cont_d, attention_mask=att2.to(dev),
                                 position_ids=pos2.to(dev), use_cache=True,
                                 **{self._cache_kw: past})
-                logits = o2.logits.float().cpu()  # [R, L, V]
-                del o2, past
-            span = first[src].gather(1, cont[:, :1]).squeeze(1)
-            if L > 1:
-                lse = torch.logsumexp(logits[:, :-1], -1)  # [R, L-1]
-                nxt = logits[:, :-1].gather(2, cont[:, 1:, None]).squeeze(-1) - lse
-                keep = torch.arange(1, L)[None, :] < clen[:, None]
-                span = span + (nxt * keep).sum(1)
-            last = logits[torch.arange(R), clen - 1]  # [R, V]
-            bnd = torch.logsumexp(last[:, : boundary.shape[0]].masked_fill(
-                ~boundary, float("-inf")), -1) - torch.logsumexp(last, -1)
+                del past
+                # reduce on the device: only [R] numbers come back, not [R, L, V] logits
+                logits = o2.logits.float()  # [R, L, V]
+                span = first[src_d].gather(1, cont_d[:, :1]).squeeze(1)
+                if L > 1:
+                    lse = torch.logsumexp(logits[:, :-1], -1)  # [R, L-1]
+                    nxt = logits[:, :-1].gather(2, cont_d[:, 1:, None]).squeeze(-1) - lse
+                    keep = torch.arange(1, L, device=dev)[None, :] < clen_d[:, None]
+                    span = span + (nxt * keep).sum(1)
+                last = logits[torch.arange(R, device=dev), clen_d - 1]  # [R, V]
+                bnd = torch.logsumexp(last[:, : boundary.shape[0]].masked_fill(
+                    ~mask, float("-inf")), -1) - torch.logsumexp(last, -1)
+                span, bnd = span.cpu(), bnd.cpu()
+                del o2, logits, last
             pi = [items[g[r]][0] for r, _ in rows]
             for q, (a, b) in enumerate(zip(span.tolist(), bnd.tolist())):
                 res[(pi[q], rows[q][1])] = (a, b)
