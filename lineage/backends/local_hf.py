@@ -23,6 +23,9 @@ __all__ = ["LocalHFBackend", "weights_sha256"]
 
 _LOAD_LOCK = threading.Lock()
 MAX_BATCH_TOKENS = 16_384
+#: the shared-prefix pass on a GPU: bigger batches keep its matrix units busy (a 1B model's
+#: repeated KV cache at this size is ~9 GB in bf16)
+MAX_BATCH_TOKENS_CUDA = 65_536
 _WORDCH = re.compile(r"[A-Za-z0-9_]")
 MAX_SAMPLES_PER_PROMPT = 64
 MAX_SAMPLE_ROWS = 512
@@ -282,13 +285,14 @@ class LocalHFBackend:
         mask = boundary.to(dev)
         # group prompts so the continuation pass (rows x (prompt + continuation) tokens) and
         # the repeated cache stay under MAX_BATCH_TOKENS
+        budget = MAX_BATCH_TOKENS_CUDA if str(dev).startswith("cuda") else MAX_BATCH_TOKENS
         groups: list[list[int]] = []
         cur: list[int] = []
         tokens = 0
         for k in sorted(range(len(items)), key=lambda k: -len(items[k][1])):
             _, pid, cids = items[k]
             t = len(cids) * (len(pid) + max(map(len, cids)))
-            if cur and tokens + t > MAX_BATCH_TOKENS:
+            if cur and tokens + t > budget:
                 groups.append(cur)
                 cur, tokens = [], 0
             cur.append(k)
