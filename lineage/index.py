@@ -7,23 +7,30 @@ present.
 
 Two representations, chosen by size (`IndexConfig.exact_max`):
 
-- **exact** (n <= exact_max): `IndexIDMap2(IndexFlatIP(dim))` over the raw signatures. Scores
-  are exact inner products and `reconstruct` returns the stored vector. A registry of teachers
-  and references is this size, and flat search over it takes a few milliseconds.
-- **compact** (above): a raw signature is 6,272 floats (25 KB) for the default suite, so 1e6
-  of them do not fit in memory and a flat scan of 1e5 takes ~0.1 s. Vectors are mapped by a
-  fixed, seeded random orthonormal projection to `proj_dim` dimensions, scaled by
-  sqrt(dim / proj_dim) so that projected inner products are unbiased estimates of the raw ones
-  (Johnson-Lindenstrauss: for unit vectors the error has sd ~ 1/sqrt(proj_dim)), and stored in
-  an inverted file (`IndexIVFFlat`, inner product, `nprobe` lists searched). The projection is
-  data-independent, so switching needs no fitting and later vectors land in the same space.
-  The inverted file supports removal by id, so upserts stay in place. When the index has grown
-  so that its list count is half what its size calls for, the lists are re-clustered from the
-  stored (projected) vectors; a compact index that is emptied becomes exact again.
+- **exact** (n <= exact_max, 2048): `IndexIDMap2(IndexFlatIP(dim))` over the raw signatures.
+  Scores are exact inner products and `reconstruct` returns the stored vector. A registry of
+  teachers and references is this size. Flat search over raw 6272-dim vectors is memory
+  bound (25 KB per vector per query): ~1 ms at 1024 vectors, ~7 ms at 4096, ~22 ms at 8192
+  on the development machine (`benchmarks/index.py --sweep`), hence the threshold.
+- **compact** (above): 1e6 raw signatures would take 25 GB, and a flat scan of 1e5 takes
+  ~0.1 s. Vectors are mapped by a fixed, seeded random orthonormal projection to `proj_dim`
+  (256) dimensions, scaled by sqrt(dim / proj_dim) so that projected inner products are
+  unbiased estimates of the raw ones (Johnson-Lindenstrauss: for unit vectors the error has
+  sd ~ 1/sqrt(proj_dim) = 0.06), and stored in an inverted file with 8-bit scalar codes
+  (`IndexIVFScalarQuantizer`, inner product, ~4 sqrt(n) lists, `nprobe` of them searched;
+  256 bytes a vector). The projection is data-independent, so switching needs no fitting and
+  later vectors land in the same space. The inverted file removes by id, so upserts stay in
+  place. When the index has grown so that its list count is half what its size calls for,
+  the lists are re-clustered from the stored codes; an emptied compact index becomes exact.
 
-`benchmarks/index.py` holds the evidence for the defaults (IVF vs HNSW vs PQ, nprobe vs recall
-and latency, and where flat search stops being fast). HNSW was faster at the same recall but
-cannot remove vectors, which upserts need.
+What compact mode gives up, measured (`benchmarks/index.py`, synthetic signatures in
+families): scores are estimates, so the order *within* a family of near-identical models is
+partly lost (exact search in the projected space keeps ~28% of the raw top-10), while the
+family itself is found (recall@10 ~0.99 in the index's own space for a query near stored
+signatures). Candidates compared at n=1e5 over the same projected vectors: IVF-SQ8 was as
+accurate as IVF-Flat at a quarter of the memory; HNSW32 reached only 0.74 recall@10 at
+efSearch 128 on this nearly isotropic data and cannot remove vectors, which upserts need;
+IVF-PQ32 stayed near 0.42.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ __all__ = ["IndexConfig", "SignatureIndex", "nlist_for"]
 class IndexConfig:
     """How a `SignatureIndex` represents its vectors (see the module docstring)."""
 
-    exact_max: int = 4096  # at most this many vectors: exact flat search over raw vectors
+    exact_max: int = 2048  # at most this many vectors: exact flat search over raw vectors
     proj_dim: int = 256  # compact mode: projected dimension (no projection if dim <= this)
     nprobe: int = 128  # compact mode: inverted lists searched per query
     seed: int = 20240917  # compact mode: the projection's seed
