@@ -10,7 +10,7 @@ Two representations, chosen by size (`IndexConfig.exact_max`):
 - **exact** (n <= exact_max, 2048): `IndexIDMap2(IndexFlatIP(dim))` over the raw signatures.
   Scores are exact inner products and `reconstruct` returns the stored vector. A registry of
   teachers and references is this size. Flat search over raw 6272-dim vectors is memory
-  bound (25 KB per vector per query): ~1 ms at 1024 vectors, ~7 ms at 4096, ~22 ms at 8192
+  bound (25 KB per vector per query): ~1 ms at 1024 vectors, ~7 ms at 4096, ~17 ms at 8192
   on the development machine (`benchmarks/index.py --sweep`), hence the threshold.
 - **compact** (above): 1e6 raw signatures would take 25 GB, and a flat scan of 1e5 takes
   ~0.1 s. Vectors are mapped by a fixed, seeded random orthonormal projection to `proj_dim`
@@ -30,7 +30,7 @@ family itself is found (recall@10 ~0.99 in the index's own space for a query nea
 signatures). Candidates compared at n=1e5 over the same projected vectors: IVF-SQ8 was as
 accurate as IVF-Flat at a quarter of the memory; HNSW32 reached only 0.74 recall@10 at
 efSearch 128 on this nearly isotropic data and cannot remove vectors, which upserts need;
-IVF-PQ32 stayed near 0.42.
+IVF-PQ32 stayed near 0.5.
 """
 
 from __future__ import annotations
