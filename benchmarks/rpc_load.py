@@ -23,6 +23,10 @@ about 1 s per call. After: teacher names are cached by the engine, the search as
 k + #references hits, vector searches skip the model gate, and the index is the compact one.
 What remains per call is gRPC's own work (HTTP/2, the auth interceptor, deserialising 6,272
 floats), the executor hop, and the search (projection of the query, IVF-SQ8 over nprobe lists).
+Measured split (server CPU seconds / calls, same machine and load): with 50 signatures (a
+near-free exact search) the server spends 0.59 ms of CPU per call and the load process 0.27
+ms; with 1e5, 1.15 ms, so the search is about half of the server's work and Python gRPC the
+other half.
 """
 
 from __future__ import annotations

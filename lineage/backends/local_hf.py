@@ -324,6 +324,10 @@ class LocalHFBackend:
                                position_ids=pos.to(dev), use_cache=True,
                                **self._keep_last)
                 past = _cache_of(o)
+                if not hasattr(past, "reorder_cache"):  # a legacy tuple (older transformers)
+                    from transformers import DynamicCache
+
+                    past = DynamicCache.from_legacy_cache(past)
                 first = torch.log_softmax(o.logits[:, -1].float(), -1)  # [P, V]
                 past.reorder_cache(src.to(dev))  # one cache row per continuation
                 att2 = torch.cat([att[src], torch.ones((R, L), dtype=torch.long)], 1)
