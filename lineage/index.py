@@ -195,8 +195,11 @@ class SignatureIndex:
         self._raw = index
         self._gpu = None
 
-    def _projected(self) -> tuple[np.ndarray, np.ndarray]:
-        """Compact mode: (ids [n] int64, projected vectors [n, proj_dim] float32)."""
+    def _projected(self, vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Compact mode: (ids [n] int64, projected vectors [n, proj_dim] float32).
+
+        With vectors=False the second array is empty (the ids alone, nothing decoded).
+        """
         import faiss
 
         ivf = self._ivf()
@@ -207,10 +210,13 @@ class SignatureIndex:
             m = inv.list_size(lst)
             if m:
                 ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), m).copy())
-                codes = faiss.rev_swig_ptr(inv.get_codes(lst), m * inv.code_size).copy()
-                vecs.append(sq.decode(codes.reshape(m, inv.code_size)))
+                if vectors:
+                    codes = faiss.rev_swig_ptr(inv.get_codes(lst), m * inv.code_size).copy()
+                    vecs.append(sq.decode(codes.reshape(m, inv.code_size)))
+        if not vecs:
+            vecs = [np.zeros((0, ivf.d), np.float32)]
         if not ids:
-            return np.zeros(0, np.int64), np.zeros((0, ivf.d), np.float32)
+            return np.zeros(0, np.int64), vecs[0]
         return np.concatenate(ids).astype(np.int64), np.concatenate(vecs)
 
     # -- public API --------------------------------------------------------------------------
@@ -247,7 +253,7 @@ class SignatureIndex:
         import faiss
 
         if self.compact:
-            return self._projected()[0]
+            return self._projected(vectors=False)[0]
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
 
     def _check(self, x: np.ndarray) -> np.ndarray:
