@@ -104,6 +104,7 @@ class Lineage:
         self._lock = threading.RLock()
         self._cache: OrderedDict[str, ModelBackend] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
+        self._roles: tuple[dict[int, str], int] | None = None  # (teacher names, #references)
         dim = len(self.suite.probes) * (len(self.suite.buckets) + 1)
         self.index = SignatureIndex(dim, self.home / "index.faiss")
         self._reconcile_index()
@@ -146,7 +147,20 @@ class Lineage:
             out.append(v / n if n > 0 else v)
         return np.asarray(out, dtype=np.float32).reshape(len(recs), self.index.dim)
 
+    def _search_roles(self) -> tuple[dict[int, str], int]:
+        """({teacher id: name}, number of references), cached until this engine changes them.
+
+        Like the index itself, the cache assumes this engine is the home's only writer.
+        """
+        roles = self._roles
+        if roles is None:
+            with self._lock:
+                roles = (self.store.names("teacher"), len(self.store.names("reference")))
+                self._roles = roles
+        return roles
+
     def _rebuild_index(self) -> None:
+        self._roles = None
         recs = self.store.list_models()
         self.index.remove(self.index.ids())
         if recs:
@@ -212,6 +226,7 @@ class Lineage:
                 suite_name=S.name, suite_hash=S.hash, dist=dist, samples=samples,
                 score_rows=score_rows, request_id=request_id)
             crash_point("register.after_store")
+            self._roles = None
             if role == "reference":
                 self._rebuild_index()
             else:
@@ -239,6 +254,7 @@ class Lineage:
         with self._lock:
             rec = self.store.delete_model(name)
             crash_point("delete.after_store")
+            self._roles = None
             if rec.role == "reference":
                 self._rebuild_index()
             else:
@@ -433,15 +449,39 @@ class Lineage:
             mu = np.mean([np.sqrt(self.store.fingerprint(r.id)[0]) for r in refs], axis=0) \
                 if refs else 0.0
             vector = (np.sqrt(d) - mu).ravel()
-        q = np.asarray(vector, dtype=np.float32).ravel()
-        norm = float(np.linalg.norm(q))
-        if norm > 0:
-            q = q / norm  # scores are then cosines in [-1, 1]
-        teachers = {r.id: r.name for r in self.store.list_models(role="teacher")}
-        D, I = self.index.search(q, k + len(self.index))
-        hits = [SearchHit(teachers[int(i)], float(s)) for s, i in zip(D[0], I[0])
-                if int(i) in teachers]
-        return hits[:k]
+        return self.search_batch([vector], k)[0]
+
+    def search_batch(self, vectors: Sequence[np.ndarray], k: int | Sequence[int] = 10
+                     ) -> list[list[SearchHit]]:
+        """Nearest registered teachers for each of several signature vectors, in one index call.
+
+        vectors: each [dim] float (any shape with dim elements); k: one or one per vector.
+        Scores are cosines: each query is normalised first.
+        """
+        ks = [int(k)] * len(vectors) if isinstance(k, int) else [int(x) for x in k]
+        if len(ks) != len(vectors):
+            raise InvalidArgumentError("one k per vector", field="k")
+        if not all(1 <= x <= 1000 for x in ks):
+            raise InvalidArgumentError("k must be in 1..1000", field="k")
+        if not vectors:
+            return []
+        rows = [np.asarray(v, dtype=np.float32).ravel() for v in vectors]
+        for v in rows:
+            if v.size != self.index.dim:
+                raise InvalidArgumentError(
+                    f"signature has {v.size} values, expected {self.index.dim}", field="vector")
+        q = np.stack(rows)
+        norm = np.linalg.norm(q, axis=1, keepdims=True)
+        q = np.divide(q, norm, out=q, where=norm > 0)  # scores are then cosines in [-1, 1]
+        teachers, n_refs = self._search_roles()
+        # only references and teachers are indexed, so k + n_refs hits hold k teachers
+        D, I = self.index.search(q, max(ks) + n_refs)
+        out = []
+        for d, ids, kk in zip(D, I, ks):
+            hits = [SearchHit(teachers[i], float(s)) for s, i in zip(d.tolist(), ids.tolist())
+                    if i in teachers]
+            out.append(hits[:kk])
+        return out
 
 
 def _looks(probes: int, early_stop: bool) -> list[int]:

@@ -1,15 +1,44 @@
 """The FAISS index of registered signatures. The only module that imports faiss.
 
-An `IndexIDMap2` over `IndexFlatIP`: ids are the store's model ids, vectors are float32
-signatures (see `signatures`). Metadata (names, roles) lives in the store, not here. The index
-is persisted atomically (write to a temp file, fsync, rename), and searched on the GPU when
-faiss was built with GPU support and one is present.
+Ids are the store's model ids, vectors are float32 signatures (see `signatures`); metadata
+(names, roles) lives in the store, not here. The index is persisted atomically (write to a temp
+file, fsync, rename), and searched on the GPU when faiss was built with GPU support and one is
+present.
+
+Two representations, chosen by size (`IndexConfig.exact_max`):
+
+- **exact** (n <= exact_max, 2048): `IndexIDMap2(IndexFlatIP(dim))` over the raw signatures.
+  Scores are exact inner products and `reconstruct` returns the stored vector. A registry of
+  teachers and references is this size. Flat search over raw 6272-dim vectors is memory
+  bound (25 KB per vector per query): ~1 ms at 1024 vectors, ~7 ms at 4096, ~17 ms at 8192
+  on the development machine (`benchmarks/index.py --sweep`), hence the threshold.
+- **compact** (above): 1e6 raw signatures would take 25 GB, and a flat scan of 1e5 takes
+  ~0.1 s. Vectors are mapped by a fixed, seeded random orthonormal projection to `proj_dim`
+  (256) dimensions, scaled by sqrt(dim / proj_dim) so that projected inner products are
+  unbiased estimates of the raw ones (Johnson-Lindenstrauss: for unit vectors the error has
+  sd ~ 1/sqrt(proj_dim) = 0.06), and stored in an inverted file with 8-bit scalar codes
+  (`IndexIVFScalarQuantizer`, inner product, ~4 sqrt(n) lists, `nprobe` of them searched;
+  256 bytes a vector). The projection is data-independent, so switching needs no fitting and
+  later vectors land in the same space. The inverted file removes by id, so upserts stay in
+  place. When the index has grown so that its list count is half what its size calls for,
+  the lists are re-clustered from the stored codes; an emptied compact index becomes exact.
+
+What compact mode gives up, measured (`benchmarks/index.py`, synthetic signatures in
+families): scores are estimates, so the order *within* a family of near-identical models is
+partly lost (exact search in the projected space keeps ~28% of the raw top-10), while the
+family itself is found (recall@10 ~0.99 in the index's own space for a query near stored
+signatures). Candidates compared at n=1e5 over the same projected vectors: IVF-SQ8 was as
+accurate as IVF-Flat at a quarter of the memory; HNSW32 reached only 0.74 recall@10 at
+efSearch 128 on this nearly isotropic data and cannot remove vectors, which upserts need;
+IVF-PQ32 stayed near 0.5.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +47,39 @@ import numpy as np
 from lineage.errors import InvalidArgumentError, StoreError
 from lineage.faults import crash_point
 
-__all__ = ["SignatureIndex"]
+__all__ = ["IndexConfig", "SignatureIndex", "nlist_for"]
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How a `SignatureIndex` represents its vectors (see the module docstring)."""
+
+    exact_max: int = 2048  # at most this many vectors: exact flat search over raw vectors
+    proj_dim: int = 256  # compact mode: projected dimension (no projection if dim <= this)
+    nprobe: int = 128  # compact mode: inverted lists searched per query
+    seed: int = 20240917  # compact mode: the projection's seed
+
+
+def nlist_for(n: int) -> int:
+    """Inverted lists for n vectors: the power of two nearest 4 * sqrt(n), >= 39 points each."""
+    target = 2 ** round(math.log2(max(1.0, 4.0 * math.sqrt(n))))
+    cap = max(1, n // 39)  # faiss's k-means wants >= 39 points per centroid
+    while target > cap and target > 1:
+        target //= 2
+    return int(min(target, 1 << 16))
 
 
 class SignatureIndex:
     """Inner-product index keyed by int64 ids."""
 
-    def __init__(self, dim: int, path: str | Path | None = None) -> None:
+    def __init__(self, dim: int, path: str | Path | None = None, *,
+                 config: IndexConfig | None = None) -> None:
         import faiss
 
         self.dim = int(dim)
+        self.config = config or IndexConfig()
         self.path = Path(path) if path is not None else None
+        self._gpu: Any = None
         if self.path is not None and self.path.exists():
             try:
                 idx = faiss.read_index(str(self.path))
@@ -38,8 +89,162 @@ class SignatureIndex:
                 raise StoreError(f"index {self.path} has dim {idx.d}, expected {self.dim}")
             self._raw = idx  # keep the owner alive: the downcast view shares its memory
             self._index: Any = faiss.downcast_index(idx)
+            if self.compact:
+                self._ivf().nprobe = self.config.nprobe
         else:
-            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            self._index = self._new_exact()
+
+    # -- representation ----------------------------------------------------------------------
+
+    @property
+    def compact(self) -> bool:
+        """True in compact mode (projected, inverted file), False in exact mode."""
+        import faiss
+
+        return not isinstance(self._index, faiss.IndexIDMap2)
+
+    @property
+    def mode(self) -> str:
+        return "compact" if self.compact else "exact"
+
+    def _new_exact(self) -> Any:
+        import faiss
+
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    def _ivf(self) -> Any:
+        import faiss
+
+        return faiss.extract_index_ivf(self._index)
+
+    def _proj_dim(self) -> int:
+        return min(self.dim, self.config.proj_dim)
+
+    def _scale(self) -> float:
+        """Projected inner products are scaled by this (squared norm factor) vs raw ones."""
+        return self.dim / self._proj_dim()
+
+    def _new_ivf(self, n: int) -> Any:
+        import faiss
+
+        d = self._proj_dim()
+        quant = faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFScalarQuantizer(quant, d, nlist_for(n),
+                                            faiss.ScalarQuantizer.QT_8bit,
+                                            faiss.METRIC_INNER_PRODUCT, False)
+        ivf.cp.niter = 10
+        ivf.cp.max_points_per_centroid = 64  # train on at most 64 * nlist points
+        ivf.cp.spherical = True
+        ivf.cp.seed = self.config.seed
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct by arbitrary id
+        ivf.nprobe = self.config.nprobe
+        quant.this.disown()  # the inverted file owns its quantizer
+        ivf.own_fields = True
+        return ivf
+
+    def _projection(self, a: np.ndarray | None = None) -> Any:
+        """The projection as a faiss LinearTransform: the seeded one, or a copy of matrix a."""
+        import faiss
+
+        d = self._proj_dim()
+        if a is None:
+            rr = faiss.RandomRotationMatrix(self.dim, d)
+            rr.init(self.config.seed)  # orthonormal rows (QR of a seeded Gaussian matrix)
+            a = faiss.vector_to_array(rr.A) * np.float32(math.sqrt(self.dim / d))
+        lt = faiss.LinearTransform(self.dim, d, False)
+        faiss.copy_array_to_vector(np.ascontiguousarray(a, dtype=np.float32), lt.A)
+        lt.is_orthonormal = True  # up to the scale; `reconstruct` divides it out
+        lt.is_trained = True
+        return lt
+
+    def _wrap(self, ivf: Any, proj: Any) -> Any:
+        import faiss
+
+        if proj is None:
+            return ivf
+        pre = faiss.IndexPreTransform(proj, ivf)
+        proj.this.disown()  # one python object owns the whole tree
+        ivf.this.disown()
+        pre.own_fields = True
+        return pre
+
+    def _to_compact(self, ids: np.ndarray, x: np.ndarray) -> None:
+        """Replace the whole index by a compact one holding raw vectors x [n, dim] under ids."""
+        ivf = self._new_ivf(len(ids))
+        proj = self._projection() if self._proj_dim() < self.dim else None
+        index = self._wrap(ivf, proj)
+        index.train(x)
+        index.add_with_ids(x, ids)
+        self._set(index)
+
+    def _recluster(self) -> None:
+        """Re-cluster a compact index for its current size, from its stored projected vectors."""
+        ids, y = self._projected()
+        ivf = self._new_ivf(len(ids))
+        ivf.train(y)
+        ivf.add_with_ids(y, ids)
+        import faiss
+
+        proj = None
+        if isinstance(self._index, faiss.IndexPreTransform):
+            old = faiss.downcast_VectorTransform(self._index.chain.at(0))
+            proj = self._projection(faiss.vector_to_array(old.A))
+        self._set(self._wrap(ivf, proj))
+
+    def _set(self, index: Any) -> None:
+        self._index = index
+        self._raw = index
+        self._gpu = None
+
+    def _projected(self, vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Compact mode: (ids [n] int64, projected vectors [n, proj_dim] float32).
+
+        With vectors=False the second array is empty (the ids alone, nothing decoded).
+        """
+        import faiss
+
+        ivf = self._ivf()
+        inv = ivf.invlists
+        sq = faiss.downcast_index(ivf).sq  # no residuals: codes decode on their own
+        ids, vecs = [], []
+        for lst in range(ivf.nlist):
+            m = inv.list_size(lst)
+            if m:
+                ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), m).copy())
+                if vectors:
+                    codes = faiss.rev_swig_ptr(inv.get_codes(lst), m * inv.code_size).copy()
+                    vecs.append(sq.decode(codes.reshape(m, inv.code_size)))
+        if not vecs:
+            vecs = [np.zeros((0, ivf.d), np.float32)]
+        if not ids:
+            return np.zeros(0, np.int64), vecs[0]
+        return np.concatenate(ids).astype(np.int64), np.concatenate(vecs)
+
+    # -- public API --------------------------------------------------------------------------
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors [q, dim] mapped into the space the index searches, float32.
+
+        [q, proj_dim] (the scaled projection) in compact mode with a projection, else unchanged.
+        Exact search over `stored()` with these gives the answers the index approximates.
+        """
+        import faiss
+
+        x = self._check(vectors)
+        if isinstance(self._index, faiss.IndexPreTransform):
+            return np.asarray(faiss.downcast_VectorTransform(self._index.chain.at(0)).apply(x))
+        return x
+
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids [n] int64, stored vectors [n, d] float32) in the space the index searches."""
+        import faiss
+
+        if self.compact:
+            return self._projected()
+        flat = faiss.downcast_index(self._index.index)
+        x = faiss.vector_to_array(flat.codes).view(np.float32).reshape(len(self), self.dim)
+        return faiss.vector_to_array(self._index.id_map).astype(np.int64), x
+
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -48,6 +253,8 @@ class SignatureIndex:
         """All ids, int64 [n]."""
         import faiss
 
+        if self.compact:
+            return self._projected(vectors=False)[0]
         return faiss.vector_to_array(self._index.id_map).astype(np.int64)
 
     def _check(self, x: np.ndarray) -> np.ndarray:
@@ -65,42 +272,86 @@ class SignatureIndex:
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add or replace vectors [n, dim] float32 under int64 ids [n]."""
         x = self._check(vectors)
-        i = np.asarray(ids, dtype=np.int64).ravel()
+        i = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
         if i.size != x.shape[0]:
             raise InvalidArgumentError("ids and vectors differ in count")
+        if np.unique(i).size != i.size:
+            raise InvalidArgumentError("ids are not unique")
         self.remove(i)
+        self._gpu = None
+        if not self.compact and len(self) + len(i) > self.config.exact_max:
+            import faiss
+
+            n0 = len(self)
+            flat = faiss.downcast_index(self._index.index)
+            old = faiss.vector_to_array(flat.codes).view(np.float32)
+            old_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            self._to_compact(np.concatenate([old_ids, i]),
+                             np.concatenate([old.reshape(n0, self.dim), x]))
+            return
         self._index.add_with_ids(x, i)
+        if self.compact and nlist_for(len(self)) >= 2 * self._ivf().nlist:
+            self._recluster()
 
     def remove(self, ids: np.ndarray) -> int:
+        """Remove ids (absent ones are ignored); returns how many were removed."""
         import faiss
 
-        i = np.asarray(ids, dtype=np.int64).ravel()
-        return int(self._index.remove_ids(faiss.IDSelectorArray(i.size, faiss.swig_ptr(i))))
+        i = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
+        if i.size == 0 or len(self) == 0:
+            return 0
+        self._gpu = None
+        # (the inverted file's id hashtable removes only with an IDSelectorArray)
+        n = int(self._index.remove_ids(faiss.IDSelectorArray(i.size, faiss.swig_ptr(i))))
+        if self.compact and len(self) == 0:
+            self._set(self._new_exact())
+        return n
 
     def reconstruct(self, id_: int) -> np.ndarray:
+        """The stored vector [dim] float32 for an id.
+
+        Exact in exact mode. In compact mode only the projection survives, so this returns the
+        stored vector's component in the projection's subspace (an approximation).
+        """
         try:
-            return np.asarray(self._index.reconstruct(int(id_)), dtype=np.float32)
+            v = np.asarray(self._index.reconstruct(int(id_)), dtype=np.float32)
         except RuntimeError:
             raise StoreError(f"id {id_} is not in the index") from None
+        return v / np.float32(self._scale()) if self.compact else v
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product. query [q, dim] -> (scores [q, k] float32, ids [q, k] int64).
 
-        Missing results (k > size) have id -1 and score -inf, as in faiss.
+        Missing results (k > size, or too few vectors in the probed lists) have id -1, as in
+        faiss. Exact mode returns exact inner products; compact mode returns the projected
+        estimates of them (see the module docstring) from an approximate search.
         """
         q = self._check(query)
         if k < 1:
             raise InvalidArgumentError("k must be >= 1", field="k")
         k = min(int(k), max(1, len(self)))
-        D, I = self._searcher().search(q, k)
-        return D, I
+        if q.shape[0] > 1:
+            return self._searcher().search(q, k)
+        # One query gains nothing from OpenMP, and the idle team it wakes spins on the other
+        # cores: under concurrent single-query load (the server) one thread is much faster.
+        import faiss
+
+        prev = faiss.omp_get_max_threads()  # per calling thread
+        faiss.omp_set_num_threads(1)
+        try:
+            return self._searcher().search(q, k)
+        finally:
+            faiss.omp_set_num_threads(prev)
 
     def _searcher(self) -> Any:
         import faiss
 
-        if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0 and len(self) > 10_000:
-            return faiss.index_cpu_to_all_gpus(self._index)
-        return self._index
+        if len(self) <= 10_000 or not hasattr(faiss, "get_num_gpus") \
+                or faiss.get_num_gpus() == 0:
+            return self._index
+        if self._gpu is None:  # copied once per change, not once per search
+            self._gpu = faiss.index_cpu_to_all_gpus(self._index)
+        return self._gpu
 
     def save(self) -> None:
         """Atomically write the index to `path` (temp file in the same dir, fsync, rename)."""

@@ -167,6 +167,14 @@ class Store:
         with self.engine.connect() as c:
             return [_record(r) for r in c.execute(q)]
 
+    def names(self, role: str | None = None) -> dict[int, str]:
+        """{model id: name}, optionally for one role; lighter than `list_models`."""
+        q = sa.select(models.c.id, models.c.name)
+        if role is not None:
+            q = q.where(models.c.role == role)
+        with self.engine.connect() as c:
+            return {r.id: r.name for r in c.execute(q)}
+
     def delete_model(self, name: str) -> ModelRecord:
         rec = self.get_model(name)
         with self.engine.begin() as c:

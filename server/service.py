@@ -54,6 +54,7 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
         # or run models take this gate; reads (get/list) do not.
         self._model_gate = asyncio.Semaphore(model_concurrency)
         self._inflight: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        self._searches = _SearchBatcher(self._run, engine)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -211,10 +212,15 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
             if which == "signature":
                 if not request.signature.values:
                     raise InvalidArgumentError("signature is empty", field="vector")
-                kw["vector"] = np.asarray(request.signature.values, dtype=np.float32)
+                if not 1 <= kw["k"] <= 1000:
+                    raise InvalidArgumentError("k must be in 1..1000", field="k")
+                # an index lookup loads no model, so it skips the model gate; concurrent ones
+                # share one engine call (see _SearchBatcher)
+                hits = await self._searches.search(
+                    np.asarray(request.signature.values, dtype=np.float32), kw["k"])
             else:
                 kw["model"] = check_uri(request.suspect)
-            hits = await self._run_model(self.engine.search, **kw)
+                hits = await self._run_model(self.engine.search, **kw)
             return pb.SearchSignaturesResponse(hits=[convert.hit_to_pb(h) for h in hits])
         return await self._guard(context, "SearchSignatures", body, _SEARCH_FIELDS)
 
@@ -238,6 +244,56 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
             items = await self._run(batch.jobs.items, job.id)
             return convert.job_to_operation(job, items)
         return await self._guard(context, "CreateBatchScan", body)
+
+
+class _SearchBatcher:
+    """Coalesces concurrent signature searches into one `engine.search_batch` call.
+
+    Under load, calls arrive faster than one search takes. Each waiting call joins the next
+    batch, so a batch of B queries costs one executor hop, one projection GEMM (instead of B
+    matrix-vector products, each reading the whole projection) and one faiss call, and no
+    call waits for more than the batch ahead of it. Alone, a call is a batch of one. If a
+    batch fails, its calls are retried one by one, so one bad vector fails only its own call.
+    """
+
+    MAX_BATCH = 64
+
+    def __init__(self, run: Callable[..., Awaitable[Any]], engine: Any) -> None:
+        self._run = run
+        self._engine = engine
+        self._pending: list[tuple[np.ndarray, int, asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def search(self, vector: np.ndarray, k: int) -> Any:
+        if not hasattr(self._engine, "search_batch"):  # an engine without batching
+            return await self._run(self._engine.search, vector=vector, k=k)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((vector, k, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.MAX_BATCH]
+            del self._pending[: self.MAX_BATCH]
+            try:
+                res = await self._run(self._engine.search_batch, [v for v, _, _ in batch],
+                                      [k for _, k, _ in batch])
+            except Exception:  # noqa: BLE001 - retried one by one: each call gets its own error
+                for v, k, fut in batch:
+                    try:
+                        r = await self._run(self._engine.search_batch, [v], [k])
+                    except Exception as e:  # noqa: BLE001 - delivered to its own caller
+                        if not fut.done():
+                            fut.set_exception(e)
+                    else:
+                        if not fut.done():
+                            fut.set_result(r[0])
+                continue
+            for (_, _, fut), r in zip(batch, res):
+                if not fut.done():  # a cancelled caller
+                    fut.set_result(r)
 
 
 class OperationsServicer(operations_pb2_grpc.OperationsServicer):

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from lineage.backends import AccessMode, Sample, Usage, view
@@ -110,3 +111,19 @@ def test_batched_score_equals_one_by_one(tiny):
     batched = tiny.score(prompts, conts)
     single = [tiny.score([p], [c])[0] for p, c in zip(prompts, conts)]
     assert batched == pytest.approx(single, abs=1e-4)
+
+
+def test_shared_prefix_word_distribution_equals_one_sequence_per_bucket(tiny):
+    # multi-token buckets of different lengths, and a prompt long enough that it must be
+    # truncated per bucket (that one takes the per-sequence path)
+    words = ["value", "sum", "(", "the", "instance", "a", "bytes"]
+    long = "Return the value " * (tiny.max_len // 3)
+    prompts = ["Return the", "This function computes", "Get", long]
+    shared = tiny.word_distribution(prompts, [words] * len(prompts))
+    tiny._shared_ok = False
+    try:
+        single = tiny.word_distribution(prompts, [words] * len(prompts))
+    finally:
+        tiny._shared_ok = True
+    assert [len(tiny._encode_cont(" " + w)) for w in words] != [1] * len(words)
+    np.testing.assert_allclose(shared, single, rtol=1e-4, atol=1e-7)

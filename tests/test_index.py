@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from lineage.errors import InvalidArgumentError
-from lineage.index import SignatureIndex
+from lineage.index import IndexConfig, SignatureIndex, nlist_for
 
 
 def test_search_matches_numpy_brute_force(tmp_path):
@@ -39,3 +39,97 @@ def test_bad_vectors_refused(tmp_path):
         idx.upsert(np.array([1]), np.ones((1, 5), dtype=np.float32))
     with pytest.raises(InvalidArgumentError):
         idx.search(np.array([np.nan, 0, 0, 0], dtype=np.float32), 1)
+
+
+# -- compact mode (projection + inverted file) -------------------------------------------------
+
+def _unit(rng, n, d):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _clustered(rng, n, d, centres=40, spread=0.5):
+    """Unit vectors around `centres` random centres (signatures come in model families)."""
+    c = _unit(rng, centres, d)
+    x = c[rng.integers(0, centres, n)] + spread * _unit(rng, n, d) / np.sqrt(2)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_nlist_for_is_a_power_of_two_with_enough_points():
+    for n in (1, 39, 100, 4097, 10_000, 1_000_000):
+        nl = nlist_for(n)
+        assert nl & (nl - 1) == 0 and (nl == 1 or n // nl >= 39)
+    assert nlist_for(1_000_000) == 4096
+
+
+def test_switches_to_compact_above_threshold_and_back_when_emptied(tmp_path):
+    rng = np.random.default_rng(1)
+    X = _clustered(rng, 700, 64)
+    idx = SignatureIndex(64, tmp_path / "i.faiss", config=IndexConfig(exact_max=300,
+                                                                       proj_dim=16))
+    idx.upsert(np.arange(300), X[:300])
+    assert idx.mode == "exact"
+    idx.upsert(np.arange(300, 301), X[300:301])
+    assert idx.mode == "compact" and len(idx) == 301
+    idx.upsert(np.arange(301, 700), X[301:])
+    assert sorted(idx.ids().tolist()) == list(range(700))
+    assert idx.remove(np.arange(700)) == 700
+    assert idx.mode == "exact" and len(idx) == 0
+
+
+def test_compact_recall_vs_brute_force_in_projected_space(tmp_path):
+    rng = np.random.default_rng(2)
+    dim, d, n = 512, 64, 5000
+    X = _clustered(rng, n, dim)
+    ids = rng.choice(1_000_000, size=n, replace=False)
+    cfg = IndexConfig(exact_max=1000, proj_dim=d, nprobe=16)
+    idx = SignatureIndex(dim, tmp_path / "i.faiss", config=cfg)
+    for lo in range(0, n, 1000):  # grows through two re-clusterings
+        idx.upsert(ids[lo:lo + 1000], X[lo:lo + 1000])
+    assert idx.mode == "compact" and idx._ivf().nlist == nlist_for(n)
+    # the projection: seeded, scaled so projected inner products estimate raw ones
+    import faiss
+
+    lt = faiss.downcast_VectorTransform(idx._index.chain.at(0))
+    A = faiss.vector_to_array(lt.A).reshape(d, dim)
+    np.testing.assert_allclose(A @ A.T, np.eye(d) * dim / d, atol=1e-3)
+    Y = X @ A.T
+    Q = _clustered(np.random.default_rng(3), 50, dim)
+    D, I = idx.search(Q, 10)
+    S = (Q @ A.T) @ Y.T
+    truth = ids[np.argsort(-S, axis=1)[:, :10]]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, truth)])
+    assert recall >= 0.9
+    found = I[:, 0] >= 0
+    top = S[np.arange(len(Q)), np.argsort(-S, axis=1)[:, 0]]
+    np.testing.assert_allclose(D[found, 0], top[found], atol=0.02)  # 8-bit codes
+    # a stored vector finds itself, with a score that estimates its raw norm (1)
+    D2, I2 = idx.search(X[:20], 10)
+    own = I2 == ids[:20, None]
+    assert own.sum() >= 19
+    assert np.all(np.abs(D2[own] - 1.0) < 0.5)
+
+
+def test_compact_persistence_round_trip_and_upsert(tmp_path):
+    rng = np.random.default_rng(4)
+    X = _clustered(rng, 800, 128)
+    p = tmp_path / "i.faiss"
+    cfg = IndexConfig(exact_max=200, proj_dim=32, nprobe=8)
+    idx = SignatureIndex(128, p, config=cfg)
+    idx.upsert(np.arange(800) + 5, X)
+    idx.upsert(np.array([5]), X[799:800])  # replace in place
+    idx.save()
+    again = SignatureIndex(128, p, config=cfg)
+    assert again.mode == "compact" and len(again) == 800
+    assert sorted(again.ids().tolist()) == list(range(5, 805))
+    Q = X[:30]
+    np.testing.assert_array_equal(again.search(Q, 5)[1], idx.search(Q, 5)[1])
+    np.testing.assert_allclose(again.reconstruct(5), idx.reconstruct(804), atol=1e-6)
+    assert again.remove(np.array([6, 7, 10_000])) == 2 and len(again) == 798
+    assert not list(tmp_path.glob(".index.*"))
+
+
+def test_compact_refuses_duplicate_ids():
+    idx = SignatureIndex(8)
+    with pytest.raises(InvalidArgumentError):
+        idx.upsert(np.array([1, 1]), np.ones((2, 8), dtype=np.float32))

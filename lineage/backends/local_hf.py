@@ -23,6 +23,9 @@ __all__ = ["LocalHFBackend", "weights_sha256"]
 
 _LOAD_LOCK = threading.Lock()
 MAX_BATCH_TOKENS = 16_384
+#: the shared-prefix pass on a GPU: bigger batches keep its matrix units busy (a 1B model's
+#: repeated KV cache at this size is ~9 GB in bf16)
+MAX_BATCH_TOKENS_CUDA = 65_536
 _WORDCH = re.compile(r"[A-Za-z0-9_]")
 MAX_SAMPLES_PER_PROMPT = 64
 MAX_SAMPLE_ROWS = 512
@@ -75,6 +78,12 @@ class LocalHFBackend:
         }
         self.usage = Usage(max_queries=max_queries)
         self._boundary_mask: Any = None
+        # prefix sharing needs a cache object whose rows can be repeated (transformers'
+        # Cache); logits_to_keep (when the model takes it) skips the prompt's unused logits
+        from transformers import cache_utils
+
+        self._shared_ok = hasattr(cache_utils.Cache, "reorder_cache")
+        self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def _load(self, auto_model: Any, auto_tok: Any, dtype: Any) -> None:
         AutoModelForCausalLM, AutoTokenizer = auto_model, auto_tok
@@ -214,28 +223,137 @@ class LocalHFBackend:
         canonical tokenization of " w" (other tokenizations, and continuations without the
         space or with other whitespace, carry little mass after a prompt that ends in a word).
         Probabilities are rescaled so that a prompt's buckets sum to <= 1.
+
+        Each prompt is run once and its KV cache is shared by all of its buckets' continuations
+        (`_shared_prefix_logprobs`); a prompt too long for that (prompt + continuation past
+        the context, so the prompt would be truncated per bucket) runs one sequence per bucket.
         """
         self.usage.reserve(len(prompts))
         mask = self._boundary()
+        out = [[0.0] * len(ws) for ws in buckets]
+        shared: list[tuple[int, list[int], list[list[int]]]] = []
         seqs, starts, meta = [], [], []
+        enc: dict[str, list[int]] = {}  # suites share one bucket list: encode each word once
         for i, (p, ws) in enumerate(zip(prompts, buckets)):
             pid_full = self._encode(p)
-            for j, w in enumerate(ws):
-                cid = self._encode_cont(" " + w)
+            cids = [enc[w] if w in enc else enc.setdefault(w, self._encode_cont(" " + w))
+                    for w in ws]
+            if cids and self._shared_ok and all(cids) \
+                    and len(pid_full) + max(map(len, cids)) <= self.max_len:
+                shared.append((i, pid_full, cids))
+                continue
+            for j, cid in enumerate(cids):
                 pid = self._fit(pid_full, cid)
                 seqs.append(pid + cid)
                 starts.append(len(pid))
-                meta.append((i, j, bool(_WORDCH.match(w[:1]))))
-        span, bnd = self._span_logprobs(seqs, starts, mask)
-        out = [[0.0] * len(ws) for ws in buckets]
-        for (i, j, is_word), lw, lb in zip(meta, span, bnd):
+                meta.append((i, j))
+        logp: dict[tuple[int, int], tuple[float, float]] = {}
+        if seqs:
+            span, bnd = self._span_logprobs(seqs, starts, mask)
+            logp.update({m: (a, b) for m, a, b in zip(meta, span, bnd)})
+        if shared:
+            logp.update(self._shared_prefix_logprobs(shared, mask))
+        for (i, j), (lw, lb) in logp.items():
             # a word bucket ends at a boundary; a punctuation bucket is its first char alone
+            is_word = bool(_WORDCH.match(buckets[i][j][:1]))
             out[i][j] = math.exp(lw + (lb if is_word else 0.0))
         for row in out:
             s = sum(row)
             if s > 1.0:
                 row[:] = [x / s for x in row]
         return out
+
+    def _shared_prefix_logprobs(self, items: list[tuple[int, list[int], list[list[int]]]],
+                                boundary: Any) -> dict[tuple[int, int], tuple[float, float]]:
+        """Span and boundary log-probs of many continuations per prompt, prompt run once.
+
+        items: (prompt index i, prompt ids, [continuation ids per bucket j]), every
+        continuation non-empty. Returns {(i, j): (log P(cont | prompt), log P(boundary |
+        prompt + cont))}, the same quantities `_span_logprobs` computes one sequence at a time.
+
+        Per group of prompts: one left-padded forward pass over the prompts with a KV cache
+        (only the last position's logits kept), then the cache rows are repeated once per
+        continuation and one forward pass runs all continuations (right-padded) on top of it.
+        A continuation's first token is scored by the prompt's last logits, the rest by the
+        continuation pass, and the boundary mass by the logits at its last token.
+        """
+        import torch
+
+        res: dict[tuple[int, int], tuple[float, float]] = {}
+        pad = self.tokenizer.pad_token_id
+        dev = self.device
+        mask = boundary.to(dev)
+        # group prompts so the continuation pass (rows x (prompt + continuation) tokens) and
+        # the repeated cache stay under MAX_BATCH_TOKENS
+        budget = MAX_BATCH_TOKENS_CUDA if str(dev).startswith("cuda") else MAX_BATCH_TOKENS
+        groups: list[list[int]] = []
+        cur: list[int] = []
+        tokens = 0
+        for k in sorted(range(len(items)), key=lambda k: -len(items[k][1])):
+            _, pid, cids = items[k]
+            t = len(cids) * (len(pid) + max(map(len, cids)))
+            if cur and tokens + t > budget:
+                groups.append(cur)
+                cur, tokens = [], 0
+            cur.append(k)
+            tokens += t
+        if cur:
+            groups.append(cur)
+        for g in groups:
+            P = len(g)
+            width = max(len(items[k][1]) for k in g)
+            ids = torch.full((P, width), pad, dtype=torch.long)
+            att = torch.zeros((P, width), dtype=torch.long)
+            for r, k in enumerate(g):  # left padding: every prompt ends at the last column
+                pid = items[k][1]
+                ids[r, width - len(pid):] = torch.tensor(pid)
+                att[r, width - len(pid):] = 1
+            pos = (att.cumsum(-1) - 1).clamp(min=0)
+            rows = [(r, j) for r, k in enumerate(g) for j in range(len(items[k][2]))]
+            R = len(rows)
+            L = max(len(items[g[r]][2][j]) for r, j in rows)
+            cont = torch.full((R, L), pad, dtype=torch.long)
+            clen = torch.zeros(R, dtype=torch.long)
+            for q, (r, j) in enumerate(rows):
+                c = items[g[r]][2][j]
+                cont[q, : len(c)] = torch.tensor(c)
+                clen[q] = len(c)
+            src = torch.tensor([r for r, _ in rows])
+            with torch.inference_mode():
+                o = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev),
+                               position_ids=pos.to(dev), use_cache=True,
+                               **self._keep_last)
+                past = _cache_of(o)
+                if not hasattr(past, "reorder_cache"):  # a legacy tuple (older transformers)
+                    from transformers import DynamicCache
+
+                    past = DynamicCache.from_legacy_cache(past)
+                first = torch.log_softmax(o.logits[:, -1].float(), -1)  # [P, V]
+                past.reorder_cache(src.to(dev))  # one cache row per continuation
+                att2 = torch.cat([att[src], torch.ones((R, L), dtype=torch.long)], 1)
+                pos2 = pos[src, -1:] + 1 + torch.arange(L)[None, :]
+                cont_d, clen_d, src_d = cont.to(dev), clen.to(dev), src.to(dev)
+                o2 = self.model(input_ids=cont_d, attention_mask=att2.to(dev),
+                                position_ids=pos2.to(dev), use_cache=True,
+                                **{self._cache_kw: past})
+                del past
+                # reduce on the device: only [R] numbers come back, not [R, L, V] logits
+                logits = o2.logits.float()  # [R, L, V]
+                span = first[src_d].gather(1, cont_d[:, :1]).squeeze(1)
+                if L > 1:
+                    lse = torch.logsumexp(logits[:, :-1], -1)  # [R, L-1]
+                    nxt = logits[:, :-1].gather(2, cont_d[:, 1:, None]).squeeze(-1) - lse
+                    keep = torch.arange(1, L, device=dev)[None, :] < clen_d[:, None]
+                    span = span + (nxt * keep).sum(1)
+                last = logits[torch.arange(R, device=dev), clen_d - 1]  # [R, V]
+                bnd = torch.logsumexp(last[:, : boundary.shape[0]].masked_fill(
+                    ~mask, float("-inf")), -1) - torch.logsumexp(last, -1)
+                span, bnd = span.cpu(), bnd.cpu()
+                del o2, logits, last
+            pi = [items[g[r]][0] for r, _ in rows]
+            for q, (a, b) in enumerate(zip(span.tolist(), bnd.tolist())):
+                res[(pi[q], rows[q][1])] = (a, b)
+        return res
 
     # -- sampling ----------------------------------------------------------------------------
 
