@@ -53,9 +53,10 @@ def test_json_contract(scans, zoo_manifest):
             assert c["verdict"] in ("derived", "not_derived", "inconclusive")
 
 
-@pytest.mark.xfail(reason="acceptance not met yet: with the small zoo's 3 references the "
-                   "students' statistics sit inside the references' spread (p ~ 0.1-0.2); "
-                   "see README Results", strict=False)
+@pytest.mark.xfail(reason="acceptance not met yet: the students rank first (AUC 1.0 on the "
+                   "small zoo) but sit 2-3 reference standard deviations out, and with 5 "
+                   "references p <= 0.01 needs about 5 (raw p 0.06-0.2); see README Results",
+                   strict=False)
 @pytest.mark.parametrize("key", ["logit_kd", "seq_kd"])
 def test_students_are_derived_from_their_teacher(scans, key):
     d = scans[key][1]
@@ -68,6 +69,16 @@ def test_logit_kd_student_is_most_similar_to_its_teacher(scans):
     d = scans["logit_kd"][1]
     best = max(d["candidates"], key=lambda c: c["similarity"])
     assert best["teacher"] == "t1"
+
+
+def test_students_rank_above_the_independent_for_their_teacher(scans):
+    """Power, as a ranking: each student's p against t1 is below the independent's."""
+    def raw(key: str) -> float:
+        return next(c["raw_p_value"] for c in scans[key][1]["candidates"] if c["teacher"] == "t1")
+
+    assert raw("logit_kd") < raw("independent") and raw("seq_kd") < raw("independent")
+    for key in ("logit_kd", "seq_kd"):
+        assert scans[key][1]["candidates"][0]["teacher"] == "t1"
 
 
 def test_independent_is_not_derived_from_any_teacher(scans):
