@@ -129,7 +129,8 @@ def _candidate_to_pb(c: Candidate) -> pb.Candidate:
         statistic=c.statistic, closeness=c.closeness, null_mean=c.null_mean,
         null_sd=c.null_sd, n_references=c.n_references,
         evidence=[pb.Evidence(probe_id=e.probe_id, prompt=e.prompt,
-                              contribution=e.contribution) for e in c.evidence])
+                              contribution=e.contribution) for e in c.evidence],
+        p_parts={str(k): float(v) for k, v in c.p_parts.items()})
 
 
 def _candidate_from_pb(c: pb.Candidate) -> Candidate:
@@ -138,7 +139,8 @@ def _candidate_from_pb(c: pb.Candidate) -> Candidate:
         p_value=c.p_value, verdict=_inverse(_VERDICTS).get(c.verdict, "inconclusive"),
         raw_p_value=c.raw_p_value, statistic=c.statistic, closeness=c.closeness,
         null_mean=c.null_mean, null_sd=c.null_sd, n_references=c.n_references,
-        evidence=tuple(Evidence(e.probe_id, e.prompt, e.contribution) for e in c.evidence))
+        evidence=tuple(Evidence(e.probe_id, e.prompt, e.contribution) for e in c.evidence),
+        p_parts=dict(c.p_parts))
 
 
 def scan_to_pb(s: ScanResult) -> pb.Scan:

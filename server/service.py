@@ -362,7 +362,8 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
     async def WaitOperation(self, request: Any, context: Ctx) -> Any:
         async def body() -> Any:
             name = convert.parse_name(request.name, "operations")
-            limit = request.timeout.ToTimedelta().total_seconds() \
+            # seconds + nanos by hand: ToTimedelta() overflows on a hostile duration
+            limit = float(request.timeout.seconds) + request.timeout.nanos / 1e9 \
                 if request.HasField("timeout") else 60.0
             deadline = asyncio.get_running_loop().time() + min(max(limit, 0.0), 600.0)
             while True:

@@ -95,7 +95,14 @@ class Evidence(_message.Message):
     def __init__(self, probe_id: _Optional[str] = ..., prompt: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("teacher", "similarity", "p_value", "verdict", "raw_p_value", "statistic", "closeness", "null_mean", "null_sd", "n_references", "evidence")
+    __slots__ = ("teacher", "similarity", "p_value", "verdict", "raw_p_value", "statistic", "closeness", "null_mean", "null_sd", "n_references", "evidence", "p_parts")
+    class PPartsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     TEACHER_FIELD_NUMBER: _ClassVar[int]
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     P_VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +114,7 @@ class Candidate(_message.Message):
     NULL_SD_FIELD_NUMBER: _ClassVar[int]
     N_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    P_PARTS_FIELD_NUMBER: _ClassVar[int]
     teacher: str
     similarity: float
     p_value: float
@@ -118,7 +126,8 @@ class Candidate(_message.Message):
     null_sd: float
     n_references: int
     evidence: _containers.RepeatedCompositeFieldContainer[Evidence]
-    def __init__(self, teacher: _Optional[str] = ..., similarity: _Optional[float] = ..., p_value: _Optional[float] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., raw_p_value: _Optional[float] = ..., statistic: _Optional[float] = ..., closeness: _Optional[float] = ..., null_mean: _Optional[float] = ..., null_sd: _Optional[float] = ..., n_references: _Optional[int] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ...) -> None: ...
+    p_parts: _containers.ScalarMap[str, float]
+    def __init__(self, teacher: _Optional[str] = ..., similarity: _Optional[float] = ..., p_value: _Optional[float] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., raw_p_value: _Optional[float] = ..., statistic: _Optional[float] = ..., closeness: _Optional[float] = ..., null_mean: _Optional[float] = ..., null_sd: _Optional[float] = ..., n_references: _Optional[int] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., p_parts: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Scan(_message.Message):
     __slots__ = ("name", "suspect", "access", "queries", "generated_tokens", "alpha", "suite_name", "suite_hash", "candidates", "create_time", "identity", "request_id", "stopped_early")
