@@ -29,12 +29,13 @@ from typing import Any
 from lineage.errors import InvalidArgumentError
 from lineage.tokens import ROLES, TokenStore, digest, role_at_least
 
-__all__ = ["PUBLIC_METHODS", "METHOD_ROLES", "Credential", "CredentialSource", "load_tokens",
+__all__ = ["PUBLIC_METHODS", "METHOD_ROLES", "SVC_PREFIX", "OPS_PREFIX", "Credential", "CredentialSource", "load_tokens",
            "bearer", "check", "needed_role"]
 
 PUBLIC_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
-_SVC = "/lineage.v1.LineageService/"
-_OPS = "/google.longrunning.Operations/"
+#: full-method prefixes of the two services (shared with `server.guard`)
+SVC_PREFIX = _SVC = "/lineage.v1.LineageService/"
+OPS_PREFIX = _OPS = "/google.longrunning.Operations/"
 #: methods that need more than `investigator`
 METHOD_ROLES = {
     _SVC + "CreateModel": "admin",

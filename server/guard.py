@@ -24,13 +24,13 @@ import grpc
 
 from lineage.audit import AuditLog
 from server.auth import PUBLIC_METHODS, Credential, CredentialSource, allowed, bearer, check
+from server.auth import OPS_PREFIX as _OPS
+from server.auth import SVC_PREFIX as _SVC
 from server.auth import needed_role
 
 __all__ = ["AUDITED", "EdgeInterceptor", "Malformed"]
 
 log = logging.getLogger("lineage.server")
-_SVC = "/lineage.v1.LineageService/"
-_OPS = "/google.longrunning.Operations/"
 #: mutating methods -> audit action
 AUDITED = {
     _SVC + "CreateModel": "model.register",
