@@ -127,3 +127,69 @@ def test_shared_prefix_word_distribution_equals_one_sequence_per_bucket(tiny):
         tiny._shared_ok = True
     assert [len(tiny._encode_cont(" " + w)) for w in words] != [1] * len(words)
     np.testing.assert_allclose(shared, single, rtol=1e-4, atol=1e-7)
+
+
+def test_reopening_a_local_model_reuses_the_loaded_weights(tmp_path, monkeypatch):
+    """The loaded-model cache: the same directory and weights load once; new weights (another
+    hash) load again; each open still gets its own query budget."""
+    from tinymodels import make_tiny_model
+
+    from lineage.backends import local_hf
+
+    local_hf.LOADED.clear()
+    loads = []
+    orig = local_hf.LocalHFBackend._load
+
+    def counting(self, *a):
+        loads.append(self.path)
+        return orig(self, *a)
+
+    monkeypatch.setattr(local_hf.LocalHFBackend, "_load", counting)
+    a_dir = make_tiny_model(tmp_path / "a", seed=1)
+    a1 = local_hf.LocalHFBackend(a_dir, max_queries=3)
+    a2 = local_hf.LocalHFBackend(a_dir, max_queries=5)
+    assert len(loads) == 1 and a2.model is a1.model
+    assert (a1.usage.max_queries, a2.usage.max_queries) == (3, 5)
+    a2.sample(["x"], n=2, max_new_tokens=2, temperature=1.0, seed=0)
+    assert (a1.usage.queries, a2.usage.queries) == (0, 2)
+    make_tiny_model(tmp_path / "a", seed=2)  # other weights in the same directory
+    a3 = local_hf.LocalHFBackend(a_dir)
+    assert len(loads) == 2 and a3.model is not a1.model
+    assert a3.identity["sha256"] != a1.identity["sha256"]
+
+
+def test_model_cache_keeps_nothing_over_its_byte_budget(tmp_path, monkeypatch):
+    from tinymodels import make_tiny_model
+
+    from lineage.backends import local_hf
+
+    local_hf.LOADED.clear()
+    monkeypatch.setattr(local_hf, "MODEL_CACHE_BYTES", 1000)  # smaller than any model
+    d = make_tiny_model(tmp_path / "m", seed=1)
+    b1, b2 = local_hf.LocalHFBackend(d), local_hf.LocalHFBackend(d)
+    assert b1.model is not b2.model
+
+
+def test_first_opens_from_many_threads_do_not_race_on_import(tmp_path):
+    """transformers' lazy module failed with ImportError when a fresh process (a server's
+    first concurrent scans) opened local models from several threads at once."""
+    import subprocess
+    import sys
+
+    from tinymodels import make_tiny_model
+
+    d = make_tiny_model(tmp_path / "m", seed=3)
+    code = (
+        "import sys, threading\n"
+        "from lineage.backends.local_hf import LocalHFBackend\n"
+        "errs = []\n"
+        "def go():\n"
+        "    try: LocalHFBackend(sys.argv[1])\n"
+        "    except Exception as e: errs.append(repr(e))\n"
+        "ts = [threading.Thread(target=go) for _ in range(8)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "print(len(errs)); print(errs[:1])\n")
+    out = subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True,
+                         timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[0] == "0", out.stdout

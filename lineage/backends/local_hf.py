@@ -11,7 +11,9 @@ import hashlib
 import inspect
 import math
 import re
+import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,6 +32,61 @@ _WORDCH = re.compile(r"[A-Za-z0-9_]")
 MAX_SAMPLES_PER_PROMPT = 64
 MAX_SAMPLE_ROWS = 512
 MAX_SAMPLE_TOKENS = 65_536
+#: loaded weights kept for reuse by later opens of the same directory (same weights hash):
+#: a server that scans the same local suspect again skips the load. Bounded by total
+#: parameter bytes; a model larger than the budget is never kept. 0 disables the cache.
+MODEL_CACHE_BYTES = int(os.environ.get("LINEAGE_MODEL_CACHE_BYTES", str(1 << 30)))
+
+
+class _Loaded:
+    """Loaded (model, tokenizer) pairs keyed by (path, weights sha256, device), LRU by bytes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, str, str], tuple[Any, Any, int]] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> tuple[Any, Any] | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None:
+                return None
+            self._items.move_to_end(key)
+            return hit[0], hit[1]
+
+    def put(self, key: tuple[str, str, str], model: Any, tokenizer: Any, budget: int) -> None:
+        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        if size > budget:
+            return
+        with self._lock:
+            self._items[key] = (model, tokenizer, size)
+            self._items.move_to_end(key)
+            while sum(v[2] for v in self._items.values()) > budget:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+LOADED = _Loaded()
+_HF: tuple[Any, Any] | None = None
+
+
+def _transformers() -> tuple[Any, Any]:
+    """transformers' Auto classes, imported once under a lock: its lazy module is not safe to
+    import from several threads at once (a second thread can see a half-initialised module
+    and fail with ImportError, which a server's first concurrent scans would hit)."""
+    global _HF
+    with _LOAD_LOCK:
+        if _HF is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache  # noqa: F401
+            from transformers import cache_utils  # noqa: F401
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+            _HF = (AutoModelForCausalLM, AutoTokenizer)
+        return _HF
 
 
 def weights_sha256(path: Path) -> str:
@@ -51,19 +108,23 @@ class LocalHFBackend:
     def __init__(self, path: str | Path, *, device: str | None = None,
                  max_queries: int | None = None) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-
+        AutoModelForCausalLM, AutoTokenizer = _transformers()
         self.path = Path(path).resolve()
         cfg = check_model_dir(self.path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        with _LOAD_LOCK:  # transformers' loading is not thread-safe (meta tensors)
-            self._load(AutoModelForCausalLM, AutoTokenizer, dtype)
-        self.model.eval()
+        sha = weights_sha256(self.path)
+        key = (str(self.path), sha, self.device)
+        hit = LOADED.get(key) if MODEL_CACHE_BYTES > 0 else None
+        if hit is not None:
+            self.model, self.tokenizer = hit
+        else:
+            with _LOAD_LOCK:  # transformers' loading is not thread-safe (meta tensors)
+                self._load(AutoModelForCausalLM, AutoTokenizer, dtype)
+            self.model.eval()
+            if MODEL_CACHE_BYTES > 0:
+                LOADED.put(key, self.model, self.tokenizer, MODEL_CACHE_BYTES)
         # transformers 5 renamed past_key_values to cache; accept both
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -73,7 +134,7 @@ class LocalHFBackend:
         self.identity = {
             "kind": "local",
             "path": str(self.path),
-            "sha256": weights_sha256(self.path),
+            "sha256": sha,
             "model_type": str(cfg.get("model_type", "")),
         }
         self.usage = Usage(max_queries=max_queries)
