@@ -238,11 +238,25 @@ async def serve(engine: EngineSource, config: ServerConfig | None = None, *,
               f"{srv.metrics.port}/metrics", file=sys.stderr, flush=True)
     if on_started:
         on_started(port)
+    trimmer = asyncio.ensure_future(_trim_every(TRIM_SECONDS))
     await stop.wait()
+    trimmer.cancel()
     print("lineage server: shutting down, draining calls in flight", file=sys.stderr,
           flush=True)
     await srv.stop()
     return 0
+
+
+TRIM_SECONDS = 30.0
+
+
+async def _trim_every(seconds: float) -> None:
+    """Hand free heap pages back to the kernel now and then (see `server.memory`)."""
+    from server import memory
+
+    while True:
+        await asyncio.sleep(seconds)
+        memory.trim()
 
 
 def run_server(home: str | Path, *, address: str = "127.0.0.1:50051",
@@ -250,6 +264,9 @@ def run_server(home: str | Path, *, address: str = "127.0.0.1:50051",
                tls_key: str | None = None, client_ca: str | None = None,
                **settings: Any) -> int:
     """The blocking entry point `lineage serve` calls; returns the exit status."""
+    from server import memory
+
+    memory.limit_arenas()  # before any worker thread exists
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
     cfg = ServerConfig(address=address, token_file=token_file, tls_cert=tls_cert,
