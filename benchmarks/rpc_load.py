@@ -63,7 +63,8 @@ Result, back to back on the same machine under the CPU lock (n=1e5, 32 callers, 
 warm-up): before (main at cc970c1) 1,345 RPC/s, p50 22.5 ms, p99 65.8 ms, max 86 ms, 0
 errors, ~1.06 ms of server CPU per call (32.8 s / ~30.9k calls); after 1,350 RPC/s, p50
 22.9 ms, p99 36.6 ms, max 54 ms, 0 errors, 1.04 ms per call (event loop 0.29, search
-threads 0.72, grpc core 0.04), load process 0.16 ms. So on a quiet machine the throughput
+threads 0.72, grpc core 0.04), load process 0.16 ms. A repeat pair: after 1,349 RPC/s, p99
+36.3 ms; before 1,378 RPC/s, p99 53.9 ms. So on a quiet machine the throughput
 target was already met; what the change buys is the tail (the GC stalls), not CPU: per call
 the server's work is within 2% of before, and its floor is the IVF scan (0.40 ms) plus
 grpc.aio's own 0.20 ms. The earlier 921 RPC/s / p99 90 ms was measured with other jobs on
