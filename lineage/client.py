@@ -205,7 +205,8 @@ class LineageClient:
             raise E.InvalidArgumentError("give exactly one of vector or model", field="vector")
         req = pb.SearchSignaturesRequest(access=self._access(access), top_k=k)
         if vector is not None:
-            req.signature.values.extend(np.asarray(vector, dtype=np.float32).ravel().tolist())
+            # packed float32 (one buffer copy; a repeated float costs ~0.5 ms per 6,272 values)
+            req.signature.CopyFrom(self._convert.signature_to_pb(vector))
         if model is not None:
             req.suspect = model
         return [self._convert.hit_from_pb(h)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from lineage._proto.lineage.v1 import lineage_pb2 as pb
@@ -33,9 +34,15 @@ __all__ = [
     "scan_from_pb",
     "scan_name",
     "scan_to_pb",
+    "search_response",
+    "signature_from_pb",
+    "signature_to_pb",
 ]
 
 E = TypeVar("E")
+#: the most values a signature may have, whatever the index's dimension (4 MiB as float32)
+MAX_SIGNATURE_VALUES = 1 << 20
+_F32LE = np.dtype("<f4")
 _ROLES = {"teacher": pb.MODEL_ROLE_TEACHER, "reference": pb.MODEL_ROLE_REFERENCE}
 _ACCESS = {"full": pb.ACCESS_MODE_FULL, "logprobs": pb.ACCESS_MODE_LOGPROBS,
            "text": pb.ACCESS_MODE_TEXT}
@@ -169,6 +176,56 @@ def hit_to_pb(h: SearchHit) -> pb.SearchHit:
 
 def hit_from_pb(h: pb.SearchHit) -> SearchHit:
     return SearchHit(parse_name(h.teacher, "models", field="teacher"), h.score)
+
+
+def search_response(hits: list[SearchHit]) -> pb.SearchSignaturesResponse:
+    """The response for a list of hits (built in place: half the cost of hit_to_pb each)."""
+    resp = pb.SearchSignaturesResponse()
+    add = resp.hits.add
+    for h in hits:
+        add(teacher="models/" + h.teacher, score=h.score)
+    return resp
+
+
+def signature_to_pb(vector: Any) -> pb.Signature:
+    """A signature in its packed form (`float32_le`): one buffer copy instead of a Python
+    float per value (~5 us instead of ~0.5 ms for 6,272 values)."""
+    v = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).ravel(), dtype=_F32LE)
+    return pb.Signature(float32_le=v.tobytes())
+
+
+def signature_from_pb(sig: pb.Signature, dim: int | None = None) -> np.ndarray:
+    """The float32 vector of a Signature (either form), checked before any engine work.
+
+    Refused (InvalidArgumentError, field "vector"): both forms or neither, a byte length
+    that is not a multiple of 4, more than MAX_SIGNATURE_VALUES values, a length other than
+    `dim` (when given), and NaN or infinite values.
+    """
+    packed = sig.float32_le
+    if packed and len(sig.values):
+        raise InvalidArgumentError("give signature.values or signature.float32_le, not both",
+                                   field="vector")
+    if packed:
+        if len(packed) % 4:
+            raise InvalidArgumentError(
+                f"signature.float32_le has {len(packed)} bytes, not a multiple of 4",
+                field="vector")
+        n = len(packed) // 4
+    else:
+        n = len(sig.values)
+    if n == 0:
+        raise InvalidArgumentError("signature is empty", field="vector")
+    if n > MAX_SIGNATURE_VALUES:
+        raise InvalidArgumentError(
+            f"signature has {n} values, more than the {MAX_SIGNATURE_VALUES} accepted",
+            field="vector")
+    if dim is not None and n != dim:
+        raise InvalidArgumentError(f"signature has {n} values, expected {dim}", field="vector")
+    v = np.frombuffer(packed, dtype=_F32LE) if packed \
+        else np.asarray(sig.values, dtype=np.float32)
+    if not np.isfinite(v).all():
+        raise InvalidArgumentError("signature contains NaN or inf", field="vector")
+    return v.astype(np.float32, copy=False)
 
 
 # -- batch scans (long-running operations) --------------------------------------------------

@@ -55,6 +55,9 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
         self._model_gate = asyncio.Semaphore(model_concurrency)
         self._inflight: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._searches = _SearchBatcher(self._run, engine)
+        #: the signature dimension, when the engine has an index (a stand-in may not)
+        dim = getattr(getattr(engine, "index", None), "dim", None)
+        self._dim = dim if isinstance(dim, int) else None
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -210,18 +213,18 @@ class LineageServicer(pb_grpc.LineageServiceServicer):
             kw: dict[str, Any] = {"k": request.top_k or 10,
                                   "access": convert.access_from_pb(request.access)}
             if which == "signature":
-                if not request.signature.values:
-                    raise InvalidArgumentError("signature is empty", field="vector")
+                # checked here, on the loop (a few us), so that a bad vector never joins a
+                # batch: a failed batch is retried one by one
+                vector = convert.signature_from_pb(request.signature, self._dim)
                 if not 1 <= kw["k"] <= 1000:
                     raise InvalidArgumentError("k must be in 1..1000", field="k")
                 # an index lookup loads no model, so it skips the model gate; concurrent ones
                 # share one engine call (see _SearchBatcher)
-                hits = await self._searches.search(
-                    np.asarray(request.signature.values, dtype=np.float32), kw["k"])
+                hits = await self._searches.search(vector, kw["k"])
             else:
                 kw["model"] = check_uri(request.suspect)
                 hits = await self._run_model(self.engine.search, **kw)
-            return pb.SearchSignaturesResponse(hits=[convert.hit_to_pb(h) for h in hits])
+            return convert.search_response(hits)
         return await self._guard(context, "SearchSignatures", body, _SEARCH_FIELDS)
 
     async def CreateBatchScan(self, request: pb.CreateBatchScanRequest, context: Ctx

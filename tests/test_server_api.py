@@ -343,3 +343,79 @@ def test_model_work_is_gated_but_reads_are_not(token_file, n):
             assert [m.name for m in c.list_models()] == ["t1"]  # not stuck behind scans
             assert all(f.result(10).candidates for f in futs)
     assert eng.max_active == n
+
+
+# -- packed signatures (Signature.float32_le) ----------------------------------------------
+
+def _search(s, md, sig: pb.Signature, k: int = 2) -> pb.SearchSignaturesResponse:
+    return s.SearchSignatures(pb.SearchSignaturesRequest(signature=sig, top_k=k),
+                              metadata=md, timeout=10)
+
+
+def _refused(s, md, sig: pb.Signature) -> str:
+    """The refusal's code must be INVALID_ARGUMENT naming `signature`; returns its message."""
+    with pytest.raises(grpc.RpcError) as e:
+        _search(s, md, sig)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in details(e.value)["BadRequest"].field_violations] == ["signature"]
+    return e.value.details()
+
+
+def test_packed_signature_round_trips_like_repeated_values(srv):
+    import numpy as np
+
+    from server import convert
+
+    srv.engine.register("t1", "/m/t1", "teacher")
+    srv.engine.register("t2", "/m/t2", "teacher")
+    s, md = stub(srv)
+    v = np.array([0.125, -2.5, 1e-30, 3.4e38], dtype=np.float32)
+    packed = convert.signature_to_pb(v)
+    assert packed.float32_le == v.astype("<f4").tobytes() and not packed.values
+    np.testing.assert_array_equal(convert.signature_from_pb(packed), v)
+    np.testing.assert_array_equal(convert.signature_from_pb(pb.Signature(values=v.tolist())), v)
+    a = _search(s, md, packed)
+    b = _search(s, md, pb.Signature(values=v.tolist()))
+    assert a == b and [h.teacher for h in a.hits] == ["models/t1", "models/t2"]
+    assert a.hits[0].score == pytest.approx(float(np.sum(v)))  # the fake scores sum(vector)
+    with LineageClient(srv.address, token=TOKEN) as c:  # the client sends the packed form
+        assert [h.score for h in c.search(vector=v, k=1)] == [a.hits[0].score]
+
+
+def test_malformed_packed_signatures_are_invalid_argument(srv):
+    import numpy as np
+
+    from server.convert import MAX_SIGNATURE_VALUES
+
+    srv.engine.register("t1", "/m/t1", "teacher")
+    s, md = stub(srv)
+    ok = np.ones(4, dtype="<f4").tobytes()
+    assert "multiple of 4" in _refused(s, md, pb.Signature(float32_le=ok[:-1]))
+    assert "not both" in _refused(s, md, pb.Signature(float32_le=ok, values=[1.0] * 4))
+    assert "empty" in _refused(s, md, pb.Signature())
+    for bad in (np.nan, np.inf, -np.inf):
+        v = np.ones(4, dtype="<f4")
+        v[2] = bad
+        assert "NaN or inf" in _refused(s, md, pb.Signature(float32_le=v.tobytes()))
+        assert "NaN or inf" in _refused(s, md, pb.Signature(values=v.tolist()))
+    big = bytes(4 * (MAX_SIGNATURE_VALUES + 1))  # 4 MiB: under the message limit
+    assert "more than" in _refused(s, md, pb.Signature(float32_le=big))
+    assert "more than" in _refused(s, md, pb.Signature(values=[0.0] * (MAX_SIGNATURE_VALUES + 1)))
+    assert _search(s, md, pb.Signature(float32_le=ok)).hits  # the server still serves
+
+
+def test_signature_length_is_checked_against_the_index(token_file):
+    import types
+
+    import numpy as np
+
+    eng = FakeEngine()
+    eng.index = types.SimpleNamespace(dim=4)  # the servicer reads the dimension at start
+    eng.register("t1", "/m/t1", "teacher")
+    with BackgroundServer(eng, token_file=str(token_file)) as srv:
+        s, md = stub(srv)
+        for n in (3, 5):
+            msg = _refused(s, md, pb.Signature(float32_le=np.ones(n, "<f4").tobytes()))
+            assert f"has {n} values, expected 4" in msg
+            assert "expected 4" in _refused(s, md, pb.Signature(values=[1.0] * n))
+        assert _search(s, md, pb.Signature(float32_le=np.ones(4, "<f4").tobytes())).hits

@@ -295,10 +295,12 @@ class CompareResponse(_message.Message):
     def __init__(self, scan: _Optional[_Union[Scan, _Mapping]] = ...) -> None: ...
 
 class Signature(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "float32_le")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    FLOAT32_LE_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+    float32_le: bytes
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., float32_le: _Optional[bytes] = ...) -> None: ...
 
 class SearchSignaturesRequest(_message.Message):
     __slots__ = ("signature", "suspect", "access", "top_k")
