@@ -455,11 +455,13 @@ def _build(out: Path, size: str, seed: int, log: Callable[[str], None], jobs: in
     kf = out / "_data" / "key.json"
     if kf.exists() and json.loads(kf.read_text()) != key:
         raise ValueError(f"{out} holds a zoo of {kf.read_text()}; use another directory")
-    for stale in [*out.glob(".*.tmp"), *(out / "_data").glob(".*.tmp*")]:  # a killed build's
-        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    entries = {e.name: e for e in SIZES[size].entries}
+    stale = [p for name in entries for p in out.glob(f".{name}.*tmp")]  # a killed build's
+    stale += [*(out / "_data").glob(".tok-*.tmp"), *(out / "_data").glob(".samples-*.tmp.npy")]
+    for p in stale:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
     b = _Builder(out, SIZES[size], seed, log)
     kf.write_text(json.dumps(key))
-    entries = {e.name: e for e in SIZES[size].entries}
     teachers = [e for e in entries.values() if e.role == "teacher"]
     if jobs > 1:
         import multiprocessing as mp
