@@ -5,7 +5,7 @@
     lineage scan MODEL [--access full|logprobs|text] [--max-queries N] [--alpha A] [--json]
     lineage compare MODEL TEACHER [...]      lineage search MODEL [-k K] [--json]
     lineage scans list|get [ID] [--json]
-    lineage zoo build --out DIR [--size small|full]
+    lineage zoo build --out DIR [--size small|full] [--jobs N]
     lineage demo [--zoo DIR]
     lineage batch run MANIFEST [--request-id ID] [--ray ADDRESS] | batch status|list|cancel
     lineage report SCAN_OR_JOB [--html FILE] [--json]
@@ -236,7 +236,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from lineage.zoo.build import build_zoo
 
-    manifest = build_zoo(Path(args.out), size=args.size, seed=args.seed,
+    manifest = build_zoo(Path(args.out), size=args.size, seed=args.seed, jobs=args.jobs,
                          progress=None if args.quiet else
                          (lambda m: print(f"  {m}", file=sys.stderr, flush=True)))
     _print({"manifest": str(manifest)}, args.json, f"zoo written: {manifest}")
@@ -316,6 +316,9 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--out", required=True)
     z.add_argument("--size", default="small", choices=["small", "full"])
     z.add_argument("--seed", type=int, default=0)
+    z.add_argument("--jobs", type=int, default=None,
+                   help="worker processes, one model each at a time (default: min(2, cores);"
+                        " 1: serial, in this process)")
     z.set_defaults(func=cmd_zoo)
 
     t = sub.add_parser("tokens", parents=[common], help="API tokens for the server")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,7 +72,7 @@ def test_micro_zoo(tmp_path: Path) -> None:
     from lineage.zoo.build import build_zoo
 
     lines: list[str] = []
-    manifest = build_zoo(tmp_path / "zoo", size="micro", seed=0, progress=lines.append)
+    manifest = build_zoo(tmp_path / "zoo", size="micro", seed=0, progress=lines.append, jobs=1)
     assert manifest == tmp_path / "zoo" / "manifest.json" and lines
     m = json.loads(manifest.read_text())
     assert m["size"] == "micro" and m["seed"] == 0
@@ -91,10 +96,94 @@ def test_micro_zoo(tmp_path: Path) -> None:
     # resumable: a second call reuses every finished model
     before = {x["name"]: (manifest.parent / x["path"] / "model.safetensors").stat().st_mtime_ns
               for x in m["models"]}
-    build_zoo(tmp_path / "zoo", size="micro", seed=0)
+    build_zoo(tmp_path / "zoo", size="micro", seed=0, jobs=1)
     after = {x["name"]: (manifest.parent / x["path"] / "model.safetensors").stat().st_mtime_ns
              for x in m["models"]}
     assert before == after
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_parallel_micro_zoo_killed_and_resumed(tmp_path: Path) -> None:
+    """Two workers: a build killed once the teacher is saved resumes (its workers die with
+    it, the teacher is reused) and writes the manifest of every model in plan order."""
+    from lineage.zoo.build import build_zoo
+    from lineage.zoo.manifest import DONE
+    from lineage.zoo.plan import SIZES
+
+    out = tmp_path / "zoo"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    log = tmp_path / "build.log"
+    with open(log, "w") as err:
+        p = subprocess.Popen([sys.executable, "-m", "lineage.zoo.build", "--out", str(out),
+                              "--size", "micro", "--jobs", "2"], stderr=err, env=env)
+        try:
+            deadline = time.monotonic() + 600
+            while not (out / "t1" / DONE).exists() and p.poll() is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        finally:
+            p.kill()
+            p.wait()
+    text = log.read_text()
+    pids = [int(x) for x in re.search(r"pids ([\d, ]+)\)", text).group(1).split(", ")]
+    assert len(pids) == 2, text
+    t1 = (out / "t1" / "model.safetensors").stat().st_mtime_ns
+    if sys.platform.startswith("linux"):  # workers die with their parent
+        deadline = time.monotonic() + 30
+        while any(map(_alive, pids)):
+            assert time.monotonic() < deadline, f"workers {pids} outlived the build"
+            time.sleep(0.2)
+    lines: list[str] = []
+    manifest = build_zoo(out, size="micro", seed=0, progress=lines.append, jobs=2)
+    assert (out / "t1" / "model.safetensors").stat().st_mtime_ns == t1
+    assert not [x for x in out.iterdir() if x.name.endswith(".tmp")]
+    assert any(" worker processes " in x for x in lines)
+    m = json.loads(manifest.read_text())
+    assert [x["name"] for x in m["models"]] == [e.name for e in SIZES["micro"].entries]
+    seen: set[str] = set()
+    for x in m["models"]:
+        assert x["parent"] is None or x["parent"] in seen
+        seen.add(x["name"])
+        assert isinstance(x["eval"]["real_bpc"], float)
+        assert set(x["eval"]["by_teacher"]) == {"t1"}
+        assert (out / x["path"] / DONE).exists()
+        assert (out / x["path"] / "model.safetensors").exists()
+    student = next(x for x in m["models"] if x["recipe"] == "seq_kd")
+    assert isinstance(student["eval"]["teacher_bpc"], float)
+
+
+def test_parallel_tasks_respect_the_plan() -> None:
+    """Tasks need parents, samples and bases, and can all run (no cycle, nothing missing)."""
+    from lineage.zoo.build import _tasks
+    from lineage.zoo.plan import SIZES
+
+    for plan in SIZES.values():
+        entries = {e.name: e for e in plan.entries}
+        deps = _tasks(entries)
+        assert {t[1] for t in deps if t[0] in ("model", "eval")} == set(entries)
+        assert all(d in deps for need in deps.values() for d in need)
+        done: set = set()
+        while len(done) < len(deps):
+            ready = [t for t in deps if t not in done and set(deps[t]) <= done]
+            assert ready, set(deps) - done
+            done.update(ready)
+        for e in plan.entries:
+            need = deps["model", e.name, ""]
+            if e.recipe == "seq_kd_ft":
+                assert need == (("model", f"{e.parent}-seq_kd", ""),)
+            elif e.recipe == "logit_kd":
+                assert need == (("model", e.parent, ""),)
+            elif e.parent:
+                assert need == (("samples", e.parent, "train"),)
+            else:
+                assert need == ()
 
 
 def test_plans_are_consistent() -> None:
