@@ -19,7 +19,7 @@ import ctypes
 import ctypes.util
 import os
 
-__all__ = ["limit_arenas", "trim", "ARENAS"]
+__all__ = ["ARENAS", "limit_arenas", "trim"]
 
 M_ARENA_MAX = -8
 ARENAS = int(os.environ.get("LINEAGE_MALLOC_ARENAS", "2"))

@@ -1,4 +1,5 @@
-"""kill -9 during `lineage register`, `scan` and `models delete`, then restart: the database and
+"""kill -9 during `lineage register`, `scan`, `batch run` and `models delete`, then restart: the
+database and
 the FAISS index agree, nothing is half-written, and every operation that finished is there.
 
 Real CLI subprocesses against the small zoo, killed two ways (seeded, so a failure replays):
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from lineage.audit import AuditLog
+from lineage.batch import job_store
 from lineage.integrity import check_home
 from lineage.store import Store
 
@@ -44,21 +46,29 @@ LABELLED = [
     ("scan", ("t1-logit_kd",), ["audit.in_tx:1", "audit.in_tx:2"]),
     ("delete", ("r1",), ["audit.in_tx:1", "delete.after_store"]),
     ("register", ("r2", "reference"), ["register.after_store"]),
+    # a batch of the three suspects dies before storing its 2nd scan; the resumed run dies
+    # right after storing its 1st; the third run finishes the job
+    ("batch", ("all",), ["scan.before_store:2", "scan.after_store:1"]),
 ]
 # Phase 2: SIGKILL after a random delay, uniform over (0.1, 0.9) of the operation's measured
 # duration, cycling through these until TIMED_KILLS kills have landed (a run that finishes
 # first simply counts as finished).
-TIMED_CYCLE = [("register", ("r3", "reference")), ("scan", ("i1",)), ("scan", ("t1-seq_kd",)),
-               ("scan", ("t1-logit_kd",))]
+TIMED_CYCLE = [("register", ("r3", "reference")), ("scan", ("i1",)), ("batch", ("all",)),
+               ("scan", ("t1-seq_kd",)), ("scan", ("t1-logit_kd",))]
 TIMED_KILLS = 10
-#: Extension point for `lineage batch run` (built on another branch): add entries such as
-#: ("batch", (manifest,), ["batch.<label>", ...]) with their command in `_command` and their
-#: "finished" rule in the test, once the batch package and its crash points exist.
-BATCH_SCENARIOS: list[tuple[str, tuple[str, ...], list[str]]] = []
+BATCH_SCENARIOS: list[tuple[str, tuple[str, ...], list[str]]] = []  # more batch cases go here
+SUSPECTS = ("i1", "t1-logit_kd", "t1-seq_kd")
 
 
-def _command(home: Path, zoo: Path, op: str, args: tuple[str, ...]) -> list[str]:
+def _command(home: Path, zoo: Path, op: str, args: tuple[str, ...], batch_round: int = 0
+             ) -> list[str]:
     base = [sys.executable, "-m", "lineage.cli", "--home", str(home)]
+    if op == "batch":  # the same request id resumes a killed job; a new round starts another
+        mf = home.parent / "batch.yaml"
+        mf.write_text("defaults:\n  access: text\n  max_queries: 16\nsuspects:\n" + "".join(
+            f"  - name: {n}\n    model: {zoo / n}\n" for n in SUSPECTS))
+        return base + ["batch", "run", str(mf), "--request-id", f"crash-{batch_round}",
+                       "--json", "-q"]
     if op == "register":
         name, role = args
         return base + ["register", name, str(zoo / name), "--role", role, "--json", "-q"]
@@ -96,6 +106,7 @@ def test_kill_9_anywhere_leaves_a_consistent_home(small_zoo: Path, tmp_path: Pat
     finished: list[tuple[str, str]] = []  # ("model", name) | ("scan", id) | ("deleted", name)
     est: dict[str, float] = {}  # longest measured run of each operation (a late kill counts)
     kills = {"label": 0, "timed": 0}
+    batch_round = [0]
     log: list[str] = []
     t_start = time.monotonic()
 
@@ -110,6 +121,12 @@ def test_kill_9_anywhere_leaves_a_consistent_home(small_zoo: Path, tmp_path: Pat
                     assert key in names, f"after {after}: finished register {key} lost"
                 elif kind == "deleted":
                     assert key not in names, f"after {after}: deleted {key} is back"
+                elif kind == "batch":
+                    job = job_store(home).get(key)
+                    assert job.state == "succeeded", f"after {after}: batch {key} is {job.state}"
+                    for item in job_store(home).items(key):
+                        assert st.get_scan(item.scan_id) is not None, \
+                            f"after {after}: batch {key} lost the scan of item {item.idx}"
                 else:
                     assert st.get_scan(key) is not None, f"after {after}: scan {key} lost"
         finally:
@@ -135,13 +152,17 @@ def test_kill_9_anywhere_leaves_a_consistent_home(small_zoo: Path, tmp_path: Pat
             finished[:] = [f for f in finished if f != ("model", args[0])]
         crash = None if how in ("timed", "complete") else how
         delay = rng.uniform(0.1, 0.9) * est[op] if how == "timed" else None
-        rc, out, took = _run(_command(home, small_zoo, op, args), crash, delay)
+        rc, out, took = _run(_command(home, small_zoo, op, args, batch_round[0]), crash, delay)
         if rc == 0:
             est[op] = max(est.get(op, 0.0), took)
             res = json.loads(out)
-            key = {"register": "name", "scan": "scan_id", "delete": "deleted"}[op]
-            finished.append(({"register": "model", "scan": "scan", "delete": "deleted"}[op],
-                             res[key]))
+            if op == "batch":
+                assert (res["state"], res["done"]) == ("succeeded", len(SUSPECTS)), res
+                batch_round[0] += 1
+            key = {"register": "name", "scan": "scan_id", "delete": "deleted",
+                   "batch": "job_id"}[op]
+            finished.append(({"register": "model", "scan": "scan", "delete": "deleted",
+                              "batch": "batch"}[op], res[key]))
             log.append(f"{op} {args[0]}: finished in {took:.1f}s ({how})")
             check(f"{op} {args[0]} finished")
             return True
@@ -159,6 +180,9 @@ def test_kill_9_anywhere_leaves_a_consistent_home(small_zoo: Path, tmp_path: Pat
                 break
         else:
             raise AssertionError(f"{op} {args[0]} never finished")
+    # phase 1's batch runs were resumes of one job (a fraction of a whole run): measure a
+    # whole batch first, so timed kills spread over all of it
+    est.pop("batch", None)
     cycle, i, runs = list(TIMED_CYCLE), 0, 0
     while kills["timed"] < TIMED_KILLS and runs < 4 * TIMED_KILLS:
         op, args = cycle[i % len(cycle)]

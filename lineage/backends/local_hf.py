@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-import re
 import os
+import re
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lineage.backends.base import MAX_TOP_LOGPROBS, AccessMode, Sample, Usage
 from lineage.backends.safety import check_model_dir
@@ -79,8 +80,12 @@ def _transformers() -> tuple[Any, Any]:
     global _HF
     with _LOAD_LOCK:
         if _HF is None:
-            from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache  # noqa: F401
-            from transformers import cache_utils  # noqa: F401
+            from transformers import (  # noqa: F401
+                AutoModelForCausalLM,
+                AutoTokenizer,
+                DynamicCache,
+                cache_utils,
+            )
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()
