@@ -27,12 +27,24 @@ def _by_recipe(manifest: dict, recipe: str, parent: str | None = "t1") -> dict:
 @pytest.fixture(scope="module")
 def scans(registered_home, small_zoo, zoo_manifest):
     """Scan a logit-KD student, a sequence-KD student and an independent, via the CLI."""
+    return _scan_three(registered_home, small_zoo, zoo_manifest)
+
+
+@pytest.fixture(scope="module")
+def whole_scans(registered_home, small_zoo, zoo_manifest):
+    """The same three with every probe asked (no early stopping): a ranking needs p-values
+    that a futility stop has not capped at 1 (it stops a teacher whose raw p after a quarter
+    of the probes is above 0.2, which happens to a sequence-KD student for some seeds)."""
+    return _scan_three(registered_home, small_zoo, zoo_manifest, "--no-early-stop")
+
+
+def _scan_three(home, small_zoo, zoo_manifest, *flags):
     out = {}
     indep = next(m for m in zoo_manifest["models"]
                  if m["role"] == "suspect" and not m.get("parent"))
     for key, m in (("logit_kd", _by_recipe(zoo_manifest, "logit_kd")),
                    ("seq_kd", _by_recipe(zoo_manifest, "seq_kd")), ("independent", indep)):
-        p = lineage("scan", str(small_zoo / m["path"]), "--json", home=registered_home)
+        p = lineage("scan", str(small_zoo / m["path"]), "--json", *flags, home=home)
         assert p.returncode == 0, p.stderr
         out[key] = (p.stdout, json.loads(p.stdout))
     return out
@@ -54,8 +66,9 @@ def test_json_contract(scans, zoo_manifest):
 
 
 @pytest.mark.xfail(reason="acceptance not met yet: the students rank first (AUC 1.0 on the "
-                   "small zoo) but sit 2-3 reference standard deviations out, and with 5 "
-                   "references p <= 0.01 needs about 5 (raw p 0.06-0.2); see README Results",
+                   "small zoo) but sit 2.5-3.4 reference standard deviations out; with 5 "
+                   "references, one statistic needs about 7.5 to reach p <= 0.01 after "
+                   "Simes, Holm and the look weight (raw p 0.06-0.2); see README Results",
                    strict=False)
 @pytest.mark.parametrize("key", ["logit_kd", "seq_kd"])
 def test_students_are_derived_from_their_teacher(scans, key):
@@ -71,14 +84,16 @@ def test_logit_kd_student_is_most_similar_to_its_teacher(scans):
     assert best["teacher"] == "t1"
 
 
-def test_students_rank_above_the_independent_for_their_teacher(scans):
-    """Power, as a ranking: each student's p against t1 is below the independent's."""
-    def raw(key: str) -> float:
-        return next(c["raw_p_value"] for c in scans[key][1]["candidates"] if c["teacher"] == "t1")
+def test_students_rank_above_the_independent_for_their_teacher(whole_scans):
+    """Power, as a ranking: each student's p against t1 is below the independent's, and t1
+    is each student's first candidate."""
+    def t1(key: str) -> dict:
+        return next(c for c in whole_scans[key][1]["candidates"] if c["teacher"] == "t1")
 
-    assert raw("logit_kd") < raw("independent") and raw("seq_kd") < raw("independent")
     for key in ("logit_kd", "seq_kd"):
-        assert scans[key][1]["candidates"][0]["teacher"] == "t1"
+        assert t1(key)["raw_p_value"] < t1("independent")["raw_p_value"], key
+        assert t1(key)["statistic"] > t1("independent")["statistic"], key
+        assert whole_scans[key][1]["candidates"][0]["teacher"] == "t1"
 
 
 def test_independent_is_not_derived_from_any_teacher(scans):
