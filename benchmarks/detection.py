@@ -6,7 +6,12 @@ measure how well lineage separates distilled students from everything else.
 
 Pairs: every (suspect, teacher). A pair is positive when the zoo's manifest names the teacher as
 the suspect's parent; all other pairs are negatives (independents, and students of *other*
-teachers: the hard negatives). The manifest is read here, to grade; the scan never sees it.
+teachers: the hard negatives). The full zoo also has 14 cheap independents (recipe
+`independent_small`: smaller models, fewer tokens) so that calibration rests on >= 100 null
+pairs; they are easy nulls, so their false positives are reported apart, "TPR@1%FPR (hard)"
+leaves them out, and the core AUC compares against the full-budget independents only. The
+manifest is read here, to grade; the scan never sees it. Run once per alpha to check
+calibration at each (`--alpha 0.05`): early stopping depends on alpha.
 
 Printed per recipe and overall, each with a Clopper-Pearson 95% interval where it is a rate:
 AUC (positives of the recipe vs all negative pairs, scored by -log10 raw p), TPR at FPR 0.01,
@@ -73,8 +78,11 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     t_scan = time.monotonic() - t0
     neg = [c for (_, _, _, pos, c) in pairs if not pos]
     neg_scores = [_score(c) for c in neg]
+    # "hard" negatives: every negative pair but the cheap calibration nulls (independent_small)
+    hard_scores = [_score(c) for (_, rec, _, pos, c) in pairs
+                   if not pos and _kind(rec) != "independent_small"]
     indep_neg = [_score(c) for (s, rec, _, pos, c) in pairs
-                 if not pos and rec.startswith("independent")]
+                 if not pos and _kind(rec) == "independent"]
 
     def row(name: str, sel) -> dict:
         pos = [c for (s, rec, t, p, c) in pairs if p and sel(rec)]
@@ -85,6 +93,8 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
             "recipe": name, "positives": len(pos),
             "auc": stats.auc([_score(c) for c in pos], neg_scores),
             "tpr_at_fpr_0.01": stats.tpr_at_fpr([_score(c) for c in pos], neg_scores, 0.01),
+            "tpr_at_fpr_0.01_hard": stats.tpr_at_fpr([_score(c) for c in pos], hard_scores,
+                                                     0.01),
             "tpr_at_alpha": k_tp / len(pos) if pos else float("nan"),
             "tpr_at_alpha_ci": stats.clopper_pearson(k_tp, len(pos)),
             "top1": top1 / len(sus) if sus else float("nan"),
@@ -99,13 +109,13 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     fp_by_kind = defaultdict(lambda: [0, 0])
     for (s, rec, t, p, c) in pairs:
         if not p:
-            kind = "independent" if rec.startswith("independent") else "other_teacher_student"
+            kind = _kind(rec)
             fp_by_kind[kind][0] += c["verdict"] == "derived"
             fp_by_kind[kind][1] += 1
     # Each statistic alone against the combination, in the same run. `similarity` alone is the
     # baseline: the first-word signature of DESIGN.md that the core issue started from.
     parts = sorted({k for (*_, c) in pairs for k in c.get("p_parts", {})})
-    indep_pairs = [c for (s, rec, t, p, c) in pairs if not p and rec.startswith("independent")]
+    indep_pairs = [c for (s, rec, t, p, c) in pairs if not p and _kind(rec) == "independent"]
     all_pos = [c for (s, rec, t, p, c) in pairs if p]
 
     def sc(c: dict, k: str | None) -> float:
@@ -142,6 +152,13 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     }
 
 
+def _kind(recipe: str) -> str:
+    """What sort of negative a suspect of this recipe is."""
+    if recipe == "independent_small":
+        return "independent_small"  # cheap calibration nulls: smaller, fewer tokens
+    return "independent" if recipe.startswith("independent") else "other_teacher_student"
+
+
 def _ci(ci) -> str:
     return f"[{ci[0]:.2f},{ci[1]:.2f}]"
 
@@ -150,10 +167,11 @@ def print_report(res: dict) -> None:
     print(f"\nDetection on {res['zoo']}  access={res['access']}  max_queries={res['max_queries']}"
           f"  alpha={res['alpha']}  teachers={len(res['teachers'])}  "
           f"references={res['n_references']}")
-    print(f"{'recipe':<18}{'n':>4}{'AUC':>7}{'TPR@1%FPR':>11}{'TPR@alpha':>11}{'95% CI':>13}"
-          f"{'top-1':>7}{'95% CI':>13}{'queries':>9}")
+    print(f"{'recipe':<18}{'n':>4}{'AUC':>7}{'TPR@1%FPR':>11}{'(hard)':>8}{'TPR@alpha':>11}"
+          f"{'95% CI':>13}{'top-1':>7}{'95% CI':>13}{'queries':>9}")
     for r in res["rows"]:
         print(f"{r['recipe']:<18}{r['positives']:>4}{r['auc']:>7.3f}{r['tpr_at_fpr_0.01']:>11.2f}"
+              f"{r.get('tpr_at_fpr_0.01_hard', float('nan')):>8.2f}"
               f"{r['tpr_at_alpha']:>11.2f}{_ci(r['tpr_at_alpha_ci']):>13}{r['top1']:>7.2f}"
               f"{_ci(r['top1_ci']):>13}{r['mean_queries']:>9.0f}")
     print(f"\nAUC logit_kd + seq_kd vs independents: "

@@ -210,3 +210,9 @@ def test_plans_are_consistent() -> None:
         assert {e.recipe for e in full if e.parent == t.name} == set(STUDENT_RECIPES)
     assert sum(e.role == "reference" for e in full) >= 4
     assert sum(e.role == "suspect" and e.parent is None for e in full) >= 3
+    # issue 4's calibration needs >= 100 null suspect-teacher pairs from distinct models
+    suspects = [e for e in full if e.role == "suspect"]
+    null_pairs = [(s.name, t.name) for s in suspects for t in teachers if s.parent != t.name]
+    assert len(null_pairs) >= 100 and len({s.name for s in suspects}) == len(suspects)
+    assert {e.arch for e in full if e.recipe == "independent_small"} >= {"llama-xs", "neox-xs",
+                                                                         "gpt2-xs"}

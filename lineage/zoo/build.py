@@ -147,7 +147,7 @@ class _Builder:
             return m, int(read_meta(self.out / base.name)["train_tokens"]) + st["tokens"]
         m = new_model(e.arch, len(tok), seed=seed, ctx=CTX, eos_id=tok.eos_token_id)
         kw: dict[str, Any] = dict(seed=seed, lr=LR, log=self.log)
-        tokens = {"teacher": S.teacher_tokens, "reference": S.ref_tokens}.get(
+        tokens = e.tokens or {"teacher": S.teacher_tokens, "reference": S.ref_tokens}.get(
             e.role, S.kd_tokens if e.recipe == "logit_kd" else S.suspect_tokens)
         if e.recipe == "teacher" or e.recipe.startswith("independent"):
             stream = self.stream(e.tok, e.data)

@@ -26,6 +26,7 @@ class Entry:
     tok: str  # see tok.py
     parent: str | None = None
     data: str = "stdlib"  # real text: stdlib | thirdparty
+    tokens: int | None = None  # training tokens, when not the role's budget in `Size`
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,22 @@ def _students(t: str, arch: str, tok: str, xarch: str, xtok: str,
         a, k = (xarch, xtok) if r == "seq_kd_xtok" else (arch, tok)
         out.append(Entry(f"{t}-{r}", "suspect", r, a, k, parent=t))
     return out
+
+
+def _calibration_nulls() -> list[Entry]:
+    """Cheap independent suspects (issue 4: >= 100 null suspect-teacher pairs from distinct
+    models). Smaller and trained on fewer tokens than the other suspects, so they are easier
+    nulls than i1-i6 and the other teachers' students; the benchmark reports their false
+    positives separately. Every architecture family, tokenizer and corpus appears."""
+    specs = [("llama-xs", "bpe2k-a", "stdlib"), ("neox-xs", "bpe3k-a", "stdlib"),
+             ("gpt2-xs", "bpe2k-t", "thirdparty"), ("llama-xs", "bpe1k-a", "stdlib"),
+             ("neox-xs", "bpe2k-a", "thirdparty"), ("gpt2-xs", "bpe3k-a", "stdlib"),
+             ("llama-xs", "bpe2k-t", "thirdparty"), ("neox-xs", "bpe1k-a", "stdlib"),
+             ("gpt2-xs", "bpe2k-a", "stdlib"), ("llama-s", "bpe3k-a", "thirdparty"),
+             ("neox-s", "bpe2k-t", "stdlib"), ("gpt2-s", "bpe1k-a", "thirdparty"),
+             ("llama-xs", "bpe3k-a", "stdlib"), ("neox-xs", "bpe2k-t", "stdlib")]
+    return [Entry(f"i{7 + k}", "suspect", "independent_small", arch, tok, data=data,
+                  tokens=200_000) for k, (arch, tok, data) in enumerate(specs)]
 
 
 _MICRO = (
@@ -92,6 +109,7 @@ _FULL = (
     *_students("t1", "llama-s", "bpe2k-a", "neox-s", "bpe1k-a"),
     *_students("t2", "neox-s", "bpe3k-a", "llama-s", "bpe2k-a"),
     *_students("t3", "gpt2-s", "bpe2k-t", "llama-s", "bpe3k-a"),
+    *_calibration_nulls(),
 )
 
 # References get the same budget as suspects, so that they are fair draws from the null.
