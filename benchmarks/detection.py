@@ -171,7 +171,7 @@ def print_report(res: dict) -> None:
           f"{'95% CI':>13}{'top-1':>7}{'95% CI':>13}{'queries':>9}")
     for r in res["rows"]:
         print(f"{r['recipe']:<18}{r['positives']:>4}{r['auc']:>7.3f}{r['tpr_at_fpr_0.01']:>11.2f}"
-              f"{r.get('tpr_at_fpr_0.01_hard', float('nan')):>8.2f}"
+              f"{r['tpr_at_fpr_0.01_hard']:>8.2f}"
               f"{r['tpr_at_alpha']:>11.2f}{_ci(r['tpr_at_alpha_ci']):>13}{r['top1']:>7.2f}"
               f"{_ci(r['top1_ci']):>13}{r['mean_queries']:>9.0f}")
     print(f"\nAUC logit_kd + seq_kd vs independents: "
