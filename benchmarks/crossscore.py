@@ -1,6 +1,6 @@
 """Cross-score matrix of a zoo: every model's samples scored by every model (research tool).
 
-    python benchmarks/crossscore.py ZOO OUT.npz [N_SAMPLES=4] [THREADS=2]
+    python benchmarks/crossscore.py ZOO OUT.npz [N_SAMPLES=4] [THREADS=2] [TEMPERATURE=1.0]
     python benchmarks/crossscore_stats.py OUT.npz [N_SAMPLES=4]
 
 Used to design the zoo's fair-null choices in the README's Results (references at the
@@ -18,6 +18,7 @@ from lineage.suites import default_suite
 from lineage.signatures import exact_distribution
 
 zoo = Path(sys.argv[1]); out = sys.argv[2]; n = int(sys.argv[3])
+temp = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
 man = json.loads((zoo / "manifest.json").read_text())["models"]
 S = default_suite()
 names = [m["name"] for m in man]
@@ -26,7 +27,7 @@ samples, dists = {}, {}
 t0 = time.time()
 for i, nm in enumerate(names):
     v = view(B[nm], AccessMode.FULL)
-    rows = v.sample(S.prompts, n=n, max_new_tokens=S.max_new_tokens, temperature=1.0, seed=1000 + i, top_logprobs=1)
+    rows = v.sample(S.prompts, n=n, max_new_tokens=S.max_new_tokens, temperature=temp, seed=1000 + i, top_logprobs=1)
     samples[nm] = [[s.text for s in r] for r in rows]
     dists[nm] = exact_distribution(v.word_distribution(S.prompts, [S.buckets] * len(S.probes)))
 print("sampled", time.time() - t0, file=sys.stderr)

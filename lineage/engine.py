@@ -309,7 +309,9 @@ class Lineage:
         suite = self.suite.subset(plan.probes)
         v = view(backend, mode)
         sees_logprobs = mode is not AccessMode.TEXT
-        seed = _seed_for("scan:" + model, self.settings.seed)
+        # Local weights seed from their sha256, so the same model at two paths gets the same
+        # samples and the same verdict; an endpoint has no weights hash and seeds from its URI.
+        seed = _seed_for("scan:" + (backend.identity.get("sha256") or model), self.settings.seed)
         rows: list[list[Sample]] = []
         word_probs: list[list[float]] = []
         ll: dict[int, np.ndarray] = {}

@@ -106,3 +106,18 @@ def test_signature_vectors_are_unit_norm(eng):
     for m in eng.list_models():
         v = eng.index.reconstruct(m.id)
         assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_same_weights_at_two_paths_get_the_same_scan(eng, models, tmp_path):
+    # the scan seed follows the weights' sha256, not the path: a copy of the suspect elsewhere
+    # is sampled identically and gets identical p-values (it once flipped a ranking test)
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "s1"
+    shutil.copytree(models["s1"], copy)
+    a = eng.scan(models["s1"], access="text", early_stop=False)
+    b = eng.scan(str(copy), access="text", early_stop=False)
+    assert a.identity["sha256"] == b.identity["sha256"]
+    assert [(c.teacher, c.raw_p_value, c.statistic) for c in a.candidates] == \
+        [(c.teacher, c.raw_p_value, c.statistic) for c in b.candidates]
+    assert a.generated_tokens == b.generated_tokens
