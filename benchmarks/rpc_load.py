@@ -32,6 +32,12 @@ from /proc, which the JSON now records as `server_cpu_ms_per_call_by_thread`), n
   ~0.35 ms alone (it reads the 6.4 MB matrix once per call), so a query costs 0.95 ms in a
   batch of one and 0.49 ms in a batch of 32. The scan is the floor; nprobe is the index's
   recall setting (lineage/index.py), left alone here.
+- Third change (the index's fast-scan candidates + exact re-rank, for recall at 1e6): the
+  first version re-ranked each query in Python through faiss's per-id `reconstruct_batch`
+  and served 561 RPC/s (server CPU 2.04 ms a call; the re-rank held the GIL the event loop
+  needs). Re-ranking the whole batch in one `fvec_inner_products_by_idx` call: 1,255 RPC/s,
+  p99 39.7 ms, 1.15 ms a call; the previous index measured right before on the same
+  machine: 1,383 RPC/s, p99 35.0 ms, 1.04 ms a call (`results/rpc_load-before-rerank.json`).
 - The event loop is mostly grpc.aio's own per-call machinery: a stand-in server with the same
   proto, no interceptor and a prebuilt response spends 0.20 ms of loop CPU per call (at
   2,460 RPC/s). What this service adds is small and was measured, not assumed: the auth

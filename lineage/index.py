@@ -16,21 +16,33 @@ Two representations, chosen by size (`IndexConfig.exact_max`):
   ~0.1 s. Vectors are mapped by a fixed, seeded random orthonormal projection to `proj_dim`
   (256) dimensions, scaled by sqrt(dim / proj_dim) so that projected inner products are
   unbiased estimates of the raw ones (Johnson-Lindenstrauss: for unit vectors the error has
-  sd ~ 1/sqrt(proj_dim) = 0.06), and stored in an inverted file with 8-bit scalar codes
-  (`IndexIVFScalarQuantizer`, inner product, ~4 sqrt(n) lists, `nprobe` of them searched;
-  256 bytes a vector). The projection is data-independent, so switching needs no fitting and
-  later vectors land in the same space. The inverted file removes by id, so upserts stay in
-  place. When the index has grown so that its list count is half what its size calls for,
-  the lists are re-clustered from the stored codes; an emptied compact index becomes exact.
+  sd ~ 1/sqrt(proj_dim) = 0.06). Two structures share one coarse quantizer (~4 sqrt(n) lists):
+  - the *store*: an inverted file with 8-bit scalar codes (`IndexIVFScalarQuantizer`, 256
+    bytes a vector, an id hashtable). It is the record: `reconstruct`, `stored`, removal by
+    id and re-clustering read it, and its decoded vectors define the index's scores;
+  - the *scanner*: an inverted file with 4-bit fast-scan PQ codes over pairs of dimensions
+    (`IndexIVFPQFastScan`, 64 bytes a vector, SIMD look-up tables), searched over `nprobe`
+    lists (default a quarter of them) for `rerank` candidates, which are then scored exactly
+    against the store's codes. A search therefore returns the store's own top-k whenever the
+    true top-k are among the candidates.
+  The projection is data-independent, so switching needs no fitting and later vectors land in
+  the same space. Both inverted files remove by id, so upserts stay in place. When the index
+  has grown so that its list count is half what its size calls for, the lists are
+  re-clustered from the stored codes; an emptied compact index becomes exact. A compact index
+  is saved as one file holding both structures (`_MAGIC`); an older file with the store alone
+  gets its scanner rebuilt on load.
 
 What compact mode gives up, measured (`benchmarks/index.py`, synthetic signatures in
 families): scores are estimates, so the order *within* a family of near-identical models is
 partly lost (exact search in the projected space keeps ~28% of the raw top-10), while the
-family itself is found (recall@10 ~0.99 in the index's own space for a query near stored
-signatures). Candidates compared at n=1e5 over the same projected vectors: IVF-SQ8 was as
-accurate as IVF-Flat at a quarter of the memory; HNSW32 reached only 0.74 recall@10 at
-efSearch 128 on this nearly isotropic data and cannot remove vectors, which upserts need;
-IVF-PQ32 stayed near 0.5.
+family itself is found. The scan is still linear in n (a quarter of the codes, 64 bytes
+each): 1e6 vectors take ~4 ms a query on one core; 1e7 would need a graph or more lists.
+Candidates compared over the same projected vectors: IVF-SQ8 alone needed nprobe 1024 (16 ms
+at 1e6) for recall 0.95, because a query unrelated to every stored family has noise-level
+neighbours spread over many lists; HNSW32 reached only 0.72 recall@10 at 1e5 at efSearch 128
+on this nearly isotropic data and cannot remove vectors, which upserts need; IVF-PQ32 stayed
+near 0.5; fast-scan PQ with d/4 sub-quantizers and the same re-rank gave 0.94 at 1e5 where
+d/2 gave 0.98.
 """
 
 from __future__ import annotations
@@ -49,6 +61,10 @@ from lineage.faults import crash_point
 
 __all__ = ["IndexConfig", "SignatureIndex", "nlist_for"]
 
+#: a compact index's file: this, then two (little-endian u64 length, faiss bytes) records,
+#: the store and the scanner (an exact index is a plain faiss file)
+_MAGIC = b"LINEAGE-INDEX-2\n"
+
 
 @dataclass(frozen=True)
 class IndexConfig:
@@ -56,7 +72,8 @@ class IndexConfig:
 
     exact_max: int = 2048  # at most this many vectors: exact flat search over raw vectors
     proj_dim: int = 256  # compact mode: projected dimension (no projection if dim <= this)
-    nprobe: int = 128  # compact mode: inverted lists searched per query
+    nprobe: int | None = None  # compact mode: lists scanned per query (None: a quarter)
+    rerank: int = 1000  # compact mode: candidates scored exactly against the stored codes
     seed: int = 20240917  # compact mode: the projection's seed
 
 
@@ -80,19 +97,45 @@ class SignatureIndex:
         self.config = config or IndexConfig()
         self.path = Path(path) if path is not None else None
         self._gpu: Any = None
+        self._fast: Any = None  # compact mode: the fast-scan candidate scanner
+        self._rows: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
         if self.path is not None and self.path.exists():
-            try:
-                idx = faiss.read_index(str(self.path))
-            except RuntimeError as e:
-                raise StoreError(f"cannot read index {self.path}: {e}") from None
+            idx, fast = self._read(self.path)
             if idx.d != self.dim:
                 raise StoreError(f"index {self.path} has dim {idx.d}, expected {self.dim}")
             self._raw = idx  # keep the owner alive: the downcast view shares its memory
             self._index: Any = faiss.downcast_index(idx)
             if self.compact:
-                self._ivf().nprobe = self.config.nprobe
+                if fast is None or fast.ntotal != idx.ntotal:  # older file: store alone
+                    fast = self._build_fast(*self._projected())
+                self._fast = fast
         else:
             self._index = self._new_exact()
+
+    @staticmethod
+    def _read(path: Path) -> tuple[Any, Any]:
+        """(index, scanner or None) from a file written by `save` (or by faiss alone)."""
+        import faiss
+
+        try:
+            with open(path, "rb") as f:
+                head = f.read(len(_MAGIC))
+                if head != _MAGIC:
+                    return faiss.read_index(str(path)), None
+                parts = []
+                for _ in range(2):
+                    n = int.from_bytes(f.read(8), "little")
+                    blob = f.read(n)
+                    if len(blob) != n:
+                        raise RuntimeError("truncated")
+                    parts.append(faiss.deserialize_index(np.frombuffer(blob, dtype=np.uint8)))
+        except (RuntimeError, OSError) as e:
+            raise StoreError(f"cannot read index {path}: {e}") from None
+        fast = parts[1]
+        fast.this.disown()  # hand ownership to the downcast view, which outlives this frame
+        view = faiss.downcast_index(fast)
+        view.this.own(True)
+        return parts[0], view
 
     # -- representation ----------------------------------------------------------------------
 
@@ -137,10 +180,37 @@ class SignatureIndex:
         ivf.cp.spherical = True
         ivf.cp.seed = self.config.seed
         ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct by arbitrary id
-        ivf.nprobe = self.config.nprobe
         quant.this.disown()  # the inverted file owns its quantizer
         ivf.own_fields = True
         return ivf
+
+    def _build_fast(self, ids: np.ndarray, y: np.ndarray) -> Any:
+        """The scanner over projected vectors y [n, d] under ids, on the store's lists.
+
+        4-bit PQ over pairs of dimensions (single dimensions when d is odd): 64 bytes a
+        vector at d = 256. Its coarse quantizer is a copy of the store's, so both agree on
+        which list a vector is in.
+        """
+        import faiss
+
+        ivf = self._ivf()
+        d = ivf.d
+        quant = faiss.clone_index(ivf.quantizer)
+        m = d // 2 if d % 2 == 0 else d
+        fast = faiss.IndexIVFPQFastScan(quant, d, ivf.nlist, m, 4, faiss.METRIC_INNER_PRODUCT)
+        quant.this.disown()
+        fast.own_fields = True
+        fast.pq.cp.seed = self.config.seed
+        fast.train(np.ascontiguousarray(y, dtype=np.float32))  # the PQ only: lists are trained
+        if len(ids):
+            fast.add_with_ids(np.ascontiguousarray(y, dtype=np.float32),
+                              np.ascontiguousarray(ids, dtype=np.int64))
+        return fast
+
+    def _nprobe(self) -> int:
+        nlist = int(self._ivf().nlist)
+        want = self.config.nprobe if self.config.nprobe is not None else nlist // 4
+        return max(1, min(nlist, int(want)))
 
     def _projection(self, a: np.ndarray | None = None) -> Any:
         """The projection as a faiss LinearTransform: the seeded one, or a copy of matrix a."""
@@ -176,6 +246,7 @@ class SignatureIndex:
         index.train(x)
         index.add_with_ids(x, ids)
         self._set(index)
+        self._fast = self._build_fast(ids, self.project(x))
 
     def _recluster(self) -> None:
         """Re-cluster a compact index for its current size, from its stored projected vectors."""
@@ -190,11 +261,14 @@ class SignatureIndex:
             old = faiss.downcast_VectorTransform(self._index.chain.at(0))
             proj = self._projection(faiss.vector_to_array(old.A))
         self._set(self._wrap(ivf, proj))
+        self._fast = self._build_fast(ids, y)
 
     def _set(self, index: Any) -> None:
         self._index = index
         self._raw = index
         self._gpu = None
+        self._fast = None
+        self._rows = None
 
     def _projected(self, vectors: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Compact mode: (ids [n] int64, projected vectors [n, proj_dim] float32).
@@ -203,22 +277,48 @@ class SignatureIndex:
         """
         import faiss
 
+        ids, codes = self._contents(codes=vectors)
+        ivf = self._ivf()
+        if not vectors:
+            return ids, np.zeros((0, ivf.d), np.float32)
+        sq = faiss.downcast_index(ivf).sq  # no residuals: codes decode on their own
+        return ids, (sq.decode(codes) if len(ids) else np.zeros((0, ivf.d), np.float32))
+
+    def _contents(self, codes: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Compact mode: the store's (ids [n] int64, codes [n, code_size] uint8), list order."""
+        import faiss
+
         ivf = self._ivf()
         inv = ivf.invlists
-        sq = faiss.downcast_index(ivf).sq  # no residuals: codes decode on their own
-        ids, vecs = [], []
+        cs = inv.code_size
+        ids, out = [np.zeros(0, np.int64)], [np.zeros((0, cs), np.uint8)]
         for lst in range(ivf.nlist):
             m = inv.list_size(lst)
             if m:
-                ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), m).copy())
-                if vectors:
-                    codes = faiss.rev_swig_ptr(inv.get_codes(lst), m * inv.code_size).copy()
-                    vecs.append(sq.decode(codes.reshape(m, inv.code_size)))
-        if not vecs:
-            vecs = [np.zeros((0, ivf.d), np.float32)]
-        if not ids:
-            return np.zeros(0, np.int64), vecs[0]
-        return np.concatenate(ids).astype(np.int64), np.concatenate(vecs)
+                ids.append(faiss.rev_swig_ptr(inv.get_ids(lst), m).astype(np.int64))
+                if codes:
+                    out.append(faiss.rev_swig_ptr(inv.get_codes(lst), m * cs).reshape(m, cs)
+                               .copy())
+        return np.concatenate(ids), np.concatenate(out)
+
+    def _store_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(ids [n] int64 sorted, their decoded store vectors [n, d] float32, row table).
+
+        The re-rank's copy of the store, rebuilt after any change: decoding the candidates
+        one by one through the id hashtable cost 4x the scan. The row table maps an id to its
+        row directly when ids are dense (store ids are), else it is None and rows are found
+        by binary search.
+        """
+        if self._rows is None:
+            ids, y = self._projected()
+            o = np.argsort(ids, kind="stable")
+            ids, y = ids[o], np.ascontiguousarray(y[o])
+            table = None
+            if ids.size and ids[0] >= 0 and ids[-1] < 4 * ids.size + 1024:
+                table = np.full(int(ids[-1]) + 1, -1, dtype=np.int64)
+                table[ids] = np.arange(ids.size)
+            self._rows = (ids, y, table)
+        return self._rows
 
     # -- public API --------------------------------------------------------------------------
 
@@ -279,6 +379,7 @@ class SignatureIndex:
             raise InvalidArgumentError("ids are not unique")
         self.remove(i)
         self._gpu = None
+        self._rows = None
         if not self.compact and len(self) + len(i) > self.config.exact_max:
             import faiss
 
@@ -290,8 +391,10 @@ class SignatureIndex:
                              np.concatenate([old.reshape(n0, self.dim), x]))
             return
         self._index.add_with_ids(x, i)
-        if self.compact and nlist_for(len(self)) >= 2 * self._ivf().nlist:
-            self._recluster()
+        if self.compact:
+            self._fast.add_with_ids(self.project(x), i)
+            if nlist_for(len(self)) >= 2 * self._ivf().nlist:
+                self._recluster()
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids (absent ones are ignored); returns how many were removed."""
@@ -301,10 +404,13 @@ class SignatureIndex:
         if i.size == 0 or len(self) == 0:
             return 0
         self._gpu = None
+        self._rows = None
         # (the inverted file's id hashtable removes only with an IDSelectorArray)
         n = int(self._index.remove_ids(faiss.IDSelectorArray(i.size, faiss.swig_ptr(i))))
-        if self.compact and len(self) == 0:
-            self._set(self._new_exact())
+        if self.compact:
+            self._fast.remove_ids(faiss.IDSelectorArray(i.size, faiss.swig_ptr(i)))
+            if len(self) == 0:
+                self._set(self._new_exact())
         return n
 
     def reconstruct(self, id_: int) -> np.ndarray:
@@ -331,7 +437,7 @@ class SignatureIndex:
             raise InvalidArgumentError("k must be >= 1", field="k")
         k = min(int(k), max(1, len(self)))
         if q.shape[0] > 1:
-            return self._searcher().search(q, k)
+            return self._search(q, k)
         # One query gains nothing from OpenMP, and the idle team it wakes spins on the other
         # cores: under concurrent single-query load (the server) one thread is much faster.
         import faiss
@@ -339,9 +445,42 @@ class SignatureIndex:
         prev = faiss.omp_get_max_threads()  # per calling thread
         faiss.omp_set_num_threads(1)
         try:
-            return self._searcher().search(q, k)
+            return self._search(q, k)
         finally:
             faiss.omp_set_num_threads(prev)
+
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        searcher = self._searcher()
+        if not self.compact or searcher is not self._index:
+            return searcher.search(q, k)  # exact, or the store itself on a GPU
+        import faiss
+
+        qp = np.ascontiguousarray(self.project(q))
+        fast = self._fast
+        fast.nprobe = self._nprobe()
+        r = max(k, min(self.config.rerank, len(self)))
+        _, cand = fast.search(qp, r)
+        sid, y, table = self._store_rows()
+        live = cand >= 0
+        if table is not None:
+            rows = np.where(live, table[np.where(live, cand, 0)], -1)
+        else:
+            rows = np.where(live, np.searchsorted(sid, cand), -1)
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        # one C++ call for the batch (GIL released): exact scores against the store's codes
+        sc = np.empty(rows.shape, dtype=np.float32)
+        faiss.fvec_inner_products_by_idx(faiss.swig_ptr(sc), faiss.swig_ptr(qp),
+                                         faiss.swig_ptr(y), faiss.swig_ptr(rows),
+                                         y.shape[1], rows.shape[0], rows.shape[1])
+        top = np.argpartition(-sc, k - 1, axis=1)[:, :k] if r > k else \
+            np.broadcast_to(np.arange(r), (len(q), r))
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sc, top, 1), axis=1,
+                                                 kind="stable"), 1)
+        D = np.take_along_axis(sc, top, 1)
+        I = np.take_along_axis(cand, top, 1)
+        gone = ~np.isfinite(D)
+        D[gone], I[gone] = -np.finfo(np.float32).max, -1
+        return np.ascontiguousarray(D), np.ascontiguousarray(I)
 
     def _searcher(self) -> Any:
         import faiss
@@ -350,6 +489,8 @@ class SignatureIndex:
                 or faiss.get_num_gpus() == 0:
             return self._index
         if self._gpu is None:  # copied once per change, not once per search
+            # on a GPU the store's own scan is fast enough at the scanner's nprobe
+            self._ivf().nprobe = self._nprobe()
             self._gpu = faiss.index_cpu_to_all_gpus(self._index)
         return self._gpu
 
@@ -363,7 +504,15 @@ class SignatureIndex:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".index.", suffix=".tmp")
         os.close(fd)
         try:
-            faiss.write_index(self._index, tmp)
+            if self.compact:
+                with open(tmp, "wb") as f:
+                    f.write(_MAGIC)
+                    for part in (self._index, self._fast):
+                        blob = faiss.serialize_index(part)
+                        f.write(int(blob.size).to_bytes(8, "little"))
+                        f.write(blob.tobytes())
+            else:
+                faiss.write_index(self._index, tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             crash_point("index.save.before_replace")
