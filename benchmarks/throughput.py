@@ -49,7 +49,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ZOO_T1 = Path("/work/zoo-cache-v1/zoo-small-f2290d284c43/t1")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_zoo_t1() -> Path:
+    """t1 of the small zoo that `make demo` and the tests use (built here if missing)."""
+    from lineage.demo import ensure_zoo, zoo_cache_dir
+
+    zoo = zoo_cache_dir(ROOT / ".cache")
+    ensure_zoo(zoo, log=lambda m: print(f"  zoo: {m}", flush=True))
+    return zoo / "t1"
 TOL = 1e-5
 RTOL = 1e-4
 
@@ -141,7 +150,8 @@ def run_model(name: str, path: Path, probes: int, baseline_probes: int, batched_
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--zoo-model", type=Path, default=ZOO_T1)
+    ap.add_argument("--zoo-model", type=Path, default=None,
+                    help="a zoo model directory (default: t1 of the small zoo in .cache/)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--probes", type=int, default=128, help="probes for the fast paths")
     ap.add_argument("--baseline-probes", type=int, default=16,
@@ -156,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(a.threads)
+    if a.zoo_model is None:
+        a.zoo_model = default_zoo_t1()
     models = [run_model("zoo-t1", a.zoo_model, a.probes, a.baseline_probes, a.batched_probes)]
     tmp = Path(tempfile.mkdtemp(prefix="lineage-llama100m-"))
     try:
