@@ -25,6 +25,9 @@ Two representations, chosen by size (`IndexConfig.exact_max`):
     lists (default a quarter of them) for `rerank` candidates, which are then scored exactly
     against the store's codes. A search therefore returns the store's own top-k whenever the
     true top-k are among the candidates.
+  The re-rank reads a decoded, id-sorted float32 copy of the store (1 KB a vector), rebuilt
+  on the first search after a change: 93 ms at 1e5 (then 1.2 ms a search), linear in n
+  (`benchmarks/index.py` records it as `first_search_ms`).
   The projection is data-independent, so switching needs no fitting and later vectors land in
   the same space. Both inverted files remove by id, so upserts stay in place. When the index
   has grown so that its list count is half what its size calls for, the lists are
