@@ -398,6 +398,7 @@ class SignatureIndex:
             self._fast.add_with_ids(self.project(x), i)
             if nlist_for(len(self)) >= 2 * self._ivf().nlist:
                 self._recluster()
+        self._rows = None  # again: a search may have rebuilt the copy while this ran
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids (absent ones are ignored); returns how many were removed."""
@@ -414,6 +415,7 @@ class SignatureIndex:
             self._fast.remove_ids(faiss.IDSelectorArray(i.size, faiss.swig_ptr(i)))
             if len(self) == 0:
                 self._set(self._new_exact())
+        self._rows = None  # again: a search may have rebuilt the copy while this ran
         return n
 
     def reconstruct(self, id_: int) -> np.ndarray:
@@ -464,11 +466,13 @@ class SignatureIndex:
         r = max(k, min(self.config.rerank, len(self)))
         _, cand = fast.search(qp, r)
         sid, y, table = self._store_rows()
-        live = cand >= 0
+        # an id the copy lacks (changed under a concurrent search) counts as no candidate
         if table is not None:
+            live = (cand >= 0) & (cand < table.size)
             rows = np.where(live, table[np.where(live, cand, 0)], -1)
         else:
-            rows = np.where(live, np.searchsorted(sid, cand), -1)
+            pos = np.minimum(np.searchsorted(sid, cand), max(sid.size - 1, 0))
+            rows = np.where((cand >= 0) & (sid.size > 0) & (sid[pos] == cand), pos, -1)
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         # one C++ call for the batch (GIL released): exact scores against the store's codes
         sc = np.empty(rows.shape, dtype=np.float32)

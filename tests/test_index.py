@@ -195,3 +195,19 @@ def test_truncated_compact_file_is_a_store_error(tmp_path):
     p.write_bytes(p.read_bytes()[:-100])
     with pytest.raises(StoreError):
         SignatureIndex(64, p)
+
+
+def test_a_stale_rerank_copy_drops_unknown_candidates_instead_of_failing():
+    """A search racing a change may hold a copy without the newest ids (dense and sparse)."""
+    rng = np.random.default_rng(10)
+    for base in (0, 10**12):  # dense ids use the row table, sparse ids binary search
+        X = _clustered(rng, 600, 64)
+        idx = SignatureIndex(64, config=IndexConfig(exact_max=100, proj_dim=32))
+        idx.upsert(np.arange(500) + base, X[:500])
+        idx.search(X[:1], 5)  # builds the copy
+        stale = idx._rows
+        idx.upsert(np.arange(500, 600) + base, X[500:])
+        idx._rows = stale  # as if another search had rebuilt it mid-change
+        D, I = idx.search(X[500:520], 5)
+        assert not np.isin(I, np.arange(500, 600) + base).any()
+        assert (I >= base).all() and np.isfinite(D).all()
