@@ -121,6 +121,7 @@ class SignatureIndex:
         import faiss
 
         try:
+            size = path.stat().st_size
             with open(path, "rb") as f:
                 head = f.read(len(_MAGIC))
                 if head != _MAGIC:
@@ -128,6 +129,8 @@ class SignatureIndex:
                 parts = []
                 for _ in range(2):
                     n = int.from_bytes(f.read(8), "little")
+                    if n > size - f.tell():  # a length the file cannot hold: never read it
+                        raise RuntimeError("truncated")
                     blob = f.read(n)
                     if len(blob) != n:
                         raise RuntimeError("truncated")
@@ -496,7 +499,8 @@ class SignatureIndex:
                 or faiss.get_num_gpus() == 0:
             return self._index
         if self._gpu is None:  # copied once per change, not once per search
-            # on a GPU the store's own scan is fast enough at the scanner's nprobe
+            # on a GPU the store is scanned directly at the scanner's nprobe (not measured:
+            # no GPU here)
             self._ivf().nprobe = self._nprobe()
             self._gpu = faiss.index_cpu_to_all_gpus(self._index)
         return self._gpu

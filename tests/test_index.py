@@ -195,6 +195,11 @@ def test_truncated_compact_file_is_a_store_error(tmp_path):
     p.write_bytes(p.read_bytes()[:-100])
     with pytest.raises(StoreError):
         SignatureIndex(64, p)
+    from lineage.index import _MAGIC
+
+    p.write_bytes(_MAGIC + (2**62).to_bytes(8, "little") + b"x" * 64)  # a forged length
+    with pytest.raises(StoreError):
+        SignatureIndex(64, p)
 
 
 def test_a_stale_rerank_copy_drops_unknown_candidates_instead_of_failing():
