@@ -34,8 +34,8 @@ re-ranked exactly against the store's codes. Timed alone at 1e5, one thread, a b
 the re-rank through faiss's `reconstruct_batch` (id hashtable, one decode per vector) took
 34 ms of the 42 ms; a decoded, id-sorted copy of the store and one
 `fvec_inner_products_by_idx` call for the batch (C++, GIL released) brought the batch to
-12.3 ms against 13.1 ms for the old IVF-SQ8 nprobe-128 scan. A single query at 1e6 is now
-~3.3 ms of scan, ~0.35 ms of projection (it reads the 6.4 MB matrix) and ~0.3 ms of re-rank.
+12.3 ms against 13.1 ms for the old IVF-SQ8 nprobe-128 scan (these batch timings are from
+a scratch timing script, not this benchmark).
 """
 
 from __future__ import annotations
