@@ -120,7 +120,8 @@ def build_llama(out: Path, dev: str, tiny: bool, vocab: int) -> dict:
     return {"params": n, "input_embedding_params": emb, **shape, "vocab": vocab}
 
 
-def signature_mfu(model_dir: Path, info: dict, dev: str, reps: int, rate: float) -> dict:
+def signature_mfu(model_dir: Path, info: dict, dev: str, reps: int, rate: float,
+                  sweep_budgets: tuple[int, ...] = ()) -> dict:
     import torch
 
     from lineage.backends.local_hf import MAX_BATCH_TOKENS, MAX_BATCH_TOKENS_CUDA, LocalHFBackend
@@ -157,6 +158,28 @@ def signature_mfu(model_dir: Path, info: dict, dev: str, reps: int, rate: float)
     b._shared_ok = False
     slow = np.asarray(b.word_distribution(few, [buckets] * 4))
     b._shared_ok = True
+    # the shared-prefix group size (tokens per group) against the same work, same run
+    import lineage.backends.local_hf as lh
+
+    sweep = {}
+    shipped = (lh.MAX_BATCH_TOKENS_CUDA, lh.MAX_BATCH_TOKENS)
+    for budget in sweep_budgets:
+        lh.MAX_BATCH_TOKENS_CUDA = lh.MAX_BATCH_TOKENS = budget
+        try:
+            b.word_distribution(few, [buckets] * 4)
+            sync(dev)
+            t = time.perf_counter()
+            b.word_distribution(prompts, [buckets] * len(prompts))
+            sync(dev)
+            s = time.perf_counter() - t
+            sweep[str(budget)] = {"seconds": s, "prompts_per_s": len(prompts) / s,
+                                  "mfu_vs_measured_matmul": flops / s / rate}
+        except Exception as e:  # noqa: BLE001 - out of memory at a large budget, say
+            sweep[str(budget)] = {"error": f"{type(e).__name__}: {e}"[:300]}
+        finally:
+            lh.MAX_BATCH_TOKENS_CUDA, lh.MAX_BATCH_TOKENS = shipped
+            if dev.startswith("cuda"):
+                torch.cuda.empty_cache()
     return {"load_s": load_s, "prompts": len(prompts), "seconds": secs,
             "prompts_per_s": len(prompts) / secs, "tokens": tokens,
             "tokens_per_s": tokens / secs, "useful_flops": flops,
@@ -166,6 +189,7 @@ def signature_mfu(model_dir: Path, info: dict, dev: str, reps: int, rate: float)
             "check_max_rel_diff": float((np.abs(fast - slow) / np.maximum(slow, 1e-30)).max()),
             "shared_prefix_batch_tokens": MAX_BATCH_TOKENS_CUDA if dev.startswith("cuda")
             else MAX_BATCH_TOKENS,
+            "budget_sweep": sweep,
             "torch": torch.__version__}
 
 
@@ -310,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
                                   {"vocab": vocab})[1])
     section("model", lambda: build_llama(tmp / "llama", dev, a.tiny, vocab))
     if "params" in res["model"]:
-        section("signature", lambda: signature_mfu(tmp / "llama", res["model"], dev,
-                                                   1 if a.tiny else a.reps, rate))
+        section("signature", lambda: signature_mfu(
+            tmp / "llama", res["model"], dev, 1 if a.tiny else a.reps, rate,
+            (4096, 65_536) if a.tiny else (16_384, 65_536, 262_144)))
     n = 20_000 if a.tiny else 1_000_000
     section("faiss_gpu", lambda: faiss_gpu(n, 1000 if a.tiny else 10_000, dev,
                                            20_000 if a.tiny else 100_000))
@@ -324,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| signature computation, {res['model']['params'] / 1e9:.2f}B Llama | "
               f"{sig['prompts_per_s']:.0f} prompts/s, {sig['tokens_per_s']:.0f} tokens/s | |")
         print(f"| MFU vs measured matmul | {sig['mfu_vs_measured_matmul']:.1%} | >= 40% |")
+        for budget, r in sig.get("budget_sweep", {}).items():
+            v = f"{r['mfu_vs_measured_matmul']:.1%}" if "seconds" in r else r.get("error")
+            print(f"| MFU, shared-prefix groups of {int(budget):,} tokens | {v} | |")
     fg = res["faiss_gpu"]
     if fg.get("available") and "ivf_sq8_nprobe128" in fg:
         r = fg["ivf_sq8_nprobe128"]

@@ -30,5 +30,6 @@ if compgen -G "benchmarks/wheels/*.whl" >/dev/null; then
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi >"$OUT_DIR/nvidia-smi.txt" 2>&1 || true
+$PY -c "import torch, transformers, tokenizers; print(\"torch\", torch.__version__, \"transformers\", transformers.__version__, \"tokenizers\", tokenizers.__version__)" 2>&1 | tee "$OUT_DIR/versions.txt"
 # leave a minute of the 10 for the transfers: gpu.py writes gpu.json after every section
 timeout 540 $PY benchmarks/gpu.py --out "$OUT_DIR" "$@" 2>&1 | tee "$OUT_DIR/gpu.log"

@@ -15,8 +15,11 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lineage.backends.base import MAX_TOP_LOGPROBS, AccessMode, Sample, Usage
 from lineage.backends.safety import check_model_dir
@@ -94,6 +97,17 @@ def _transformers() -> tuple[Any, Any]:
         return _HF
 
 
+def _dtype_kw(dtype: Any) -> dict[str, Any]:
+    """from_pretrained's dtype argument: `dtype` since transformers 4.56, `torch_dtype` before."""
+    import transformers
+
+    try:
+        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    except ValueError:
+        return {"dtype": dtype}
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
 def weights_sha256(path: Path) -> str:
     """sha256 over the model's safetensors files, in name order."""
     h = hashlib.sha256()
@@ -159,7 +173,7 @@ class LocalHFBackend:
             )
             self.model = AutoModelForCausalLM.from_pretrained(
                 self.path, trust_remote_code=False, local_files_only=True,
-                use_safetensors=True, dtype=dtype,
+                use_safetensors=True, **_dtype_kw(dtype),
             )
         except (OSError, ValueError, KeyError) as e:
             raise ModelLoadError(f"cannot load model from {self.path}: {e}") from None
@@ -171,13 +185,20 @@ class LocalHFBackend:
         """Prompt ids, starting with a document-start token: the tokenizer's own BOS if it adds
         one, else its BOS or EOS id (GPT-style models are trained on EOS-separated documents,
         so a prompt without it is out of distribution at its first tokens)."""
-        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        return self._encode_many([text])[0]
+
+    def _encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """`_encode` of many texts in one tokenizer call (the fast tokenizer batches them)."""
         start = self.tokenizer.bos_token_id
         if start is None:
             start = self.tokenizer.eos_token_id
-        if start is not None and (not ids or ids[0] != start):
-            ids.insert(0, start)
-        return ids
+        out = []
+        for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]:
+            ids = list(ids)
+            if start is not None and (not ids or ids[0] != start):
+                ids.insert(0, start)
+            out.append(ids)
+        return out
 
     def _encode_cont(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -300,8 +321,8 @@ class LocalHFBackend:
         shared: list[tuple[int, list[int], list[list[int]]]] = []
         seqs, starts, meta = [], [], []
         enc: dict[str, list[int]] = {}  # suites share one bucket list: encode each word once
-        for i, (p, ws) in enumerate(zip(prompts, buckets)):
-            pid_full = self._encode(p)
+        encoded = self._encode_many(prompts) if prompts else []
+        for i, (pid_full, ws) in enumerate(zip(encoded, buckets)):
             cids = [enc[w] if w in enc else enc.setdefault(w, self._encode_cont(" " + w))
                     for w in ws]
             if cids and self._shared_ok and all(cids) \
@@ -319,10 +340,14 @@ class LocalHFBackend:
             logp.update({m: (a, b) for m, a, b in zip(meta, span, bnd)})
         if shared:
             logp.update(self._shared_prefix_logprobs(shared, mask))
+        is_word: dict[str, bool] = {}
         for (i, j), (lw, lb) in logp.items():
             # a word bucket ends at a boundary; a punctuation bucket is its first char alone
-            is_word = bool(_WORDCH.match(buckets[i][j][:1]))
-            out[i][j] = math.exp(lw + (lb if is_word else 0.0))
+            w = buckets[i][j]
+            iw = is_word.get(w)
+            if iw is None:
+                iw = is_word[w] = bool(_WORDCH.match(w[:1]))
+            out[i][j] = math.exp(lw + (lb if iw else 0.0))
         for row in out:
             s = sum(row)
             if s > 1.0:
@@ -365,26 +390,31 @@ class LocalHFBackend:
             tokens += t
         if cur:
             groups.append(cur)
+        spans: list[Any] = []  # per group, kept on the device until the end: no sync per group
+        keys: list[tuple[int, int]] = []
         for g in groups:
+            # host-side tensors built with numpy, not per row: at ~10^5 rows a Python loop of
+            # tensor assignments cost more than the GPU's forward passes
             P = len(g)
-            width = max(len(items[k][1]) for k in g)
-            ids = torch.full((P, width), pad, dtype=torch.long)
-            att = torch.zeros((P, width), dtype=torch.long)
-            for r, k in enumerate(g):  # left padding: every prompt ends at the last column
-                pid = items[k][1]
-                ids[r, width - len(pid):] = torch.tensor(pid)
-                att[r, width - len(pid):] = 1
+            plen = np.fromiter((len(items[k][1]) for k in g), dtype=np.int64, count=P)
+            width = int(plen.max())
+            att_np = np.arange(width)[None, :] >= (width - plen)[:, None]  # left padding
+            ids_np = np.full((P, width), pad, dtype=np.int64)
+            ids_np[att_np] = np.fromiter(chain.from_iterable(items[k][1] for k in g),
+                                         dtype=np.int64, count=int(plen.sum()))
+            ids = torch.from_numpy(ids_np)
+            att = torch.from_numpy(att_np.astype(np.int64))
             pos = (att.cumsum(-1) - 1).clamp(min=0)
-            rows = [(r, j) for r, k in enumerate(g) for j in range(len(items[k][2]))]
-            R = len(rows)
-            L = max(len(items[g[r]][2][j]) for r, j in rows)
-            cont = torch.full((R, L), pad, dtype=torch.long)
-            clen = torch.zeros(R, dtype=torch.long)
-            for q, (r, j) in enumerate(rows):
-                c = items[g[r]][2][j]
-                cont[q, : len(c)] = torch.tensor(c)
-                clen[q] = len(c)
-            src = torch.tensor([r for r, _ in rows])
+            conts = [c for k in g for c in items[k][2]]
+            R = len(conts)
+            clen_np = np.fromiter(map(len, conts), dtype=np.int64, count=R)
+            L = int(clen_np.max())
+            cont_np = np.full((R, L), pad, dtype=np.int64)
+            cont_np[np.arange(L)[None, :] < clen_np[:, None]] = np.fromiter(
+                chain.from_iterable(conts), dtype=np.int64, count=int(clen_np.sum()))
+            cont, clen = torch.from_numpy(cont_np), torch.from_numpy(clen_np)
+            src = torch.from_numpy(np.repeat(np.arange(P), [len(items[k][2]) for k in g]))
+            keys.extend((items[k][0], j) for k in g for j in range(len(items[k][2])))
             with torch.inference_mode():
                 o = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev),
                                position_ids=pos.to(dev), use_cache=True,
@@ -414,12 +444,12 @@ class LocalHFBackend:
                 last = logits[torch.arange(R, device=dev), clen_d - 1]  # [R, V]
                 bnd = torch.logsumexp(last[:, : boundary.shape[0]].masked_fill(
                     ~mask, float("-inf")), -1) - torch.logsumexp(last, -1)
-                span, bnd = span.cpu(), bnd.cpu()
+                spans.append(torch.stack([span, bnd], 1))
                 del o2, logits, last
-            pi = [items[g[r]][0] for r, _ in rows]
-            for q, (a, b) in enumerate(zip(span.tolist(), bnd.tolist())):
-                res[(pi[q], rows[q][1])] = (a, b)
-        return res
+        if not spans:
+            return res
+        both = torch.cat(spans).cpu().tolist()  # the one sync, after every group's passes
+        return dict(zip(keys, map(tuple, both)))
 
     # -- sampling ----------------------------------------------------------------------------
 
