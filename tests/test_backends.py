@@ -129,6 +129,39 @@ def test_shared_prefix_word_distribution_equals_one_sequence_per_bucket(tiny):
     np.testing.assert_allclose(shared, single, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox", "gpt2", "mistral", "qwen2"])
+def test_tree_mask_pass_equals_cache_path_and_one_sequence_per_bucket(tmp_path, arch):
+    """The one-pass tree layout (`_tree_logprobs`) against the KV-cache path and the plain
+    per-sequence path, on each architecture it is enabled for."""
+    from tinymodels import make_tiny_model
+
+    from lineage.backends.local_hf import TREE_MODEL_TYPES, LocalHFBackend
+
+    assert arch in TREE_MODEL_TYPES
+    b = LocalHFBackend(make_tiny_model(tmp_path / arch, arch=arch, seed=3), device="cpu")
+    assert b._tree
+    words = ["value", "sum", "(", "the", "instance", "a", "bytes", "lines"]
+    prompts = ["Return the", "This function computes the sum of", "Get", "Raise an error if"]
+    got = {}
+    for name, tree, shared in [("tree", True, True), ("cache", False, True),
+                               ("single", False, False)]:
+        b._tree, b._shared_ok = tree, shared
+        got[name] = np.asarray(b.word_distribution(prompts, [words] * len(prompts)))
+    from lineage.backends import local_hf
+
+    b._tree, b._shared_ok = True, True
+    small = local_hf.MAX_BATCH_TOKENS
+    local_hf.MAX_BATCH_TOKENS = 60  # several groups, one prompt each at most
+    try:
+        got["tree_groups"] = np.asarray(b.word_distribution(prompts, [words] * len(prompts)))
+    finally:
+        local_hf.MAX_BATCH_TOKENS = small
+    np.testing.assert_allclose(got["tree_groups"], got["tree"], rtol=1e-5, atol=1e-9)
+    assert got["tree"].min() > 0
+    np.testing.assert_allclose(got["tree"], got["single"], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got["cache"], got["single"], rtol=1e-4, atol=1e-7)
+
+
 def test_reopening_a_local_model_reuses_the_loaded_weights(tmp_path, monkeypatch):
     """The loaded-model cache: the same directory and weights load once; new weights (another
     hash) load again; each open still gets its own query budget."""

@@ -286,3 +286,24 @@ def test_local_backend_refuses_before_transformers_sees_it(good, tmp_path):
     print(f"\nLocalHFBackend refusals: peak RSS {res['peak_mb']:.0f} MB (torch loaded), "
           f"growth {res['growth_mb']:.1f} MB")
     assert res["growth_mb"] < 20
+
+
+@pytest.mark.parametrize("header_len", [128, 640])
+def test_safetensors_whose_length_looks_like_a_pickle_is_accepted(tmp_path, header_len):
+    """A real header length can start with 0x80 (128) or 0x80 0x02 (640): not a pickle."""
+    import json
+    import struct
+
+    from lineage.backends.safety import _check_safetensors
+
+    body = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})
+    head = body.encode().ljust(header_len, b" ")
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(struct.pack("<Q", header_len) + head + b"\0" * 16)
+    assert f.read_bytes()[:1] == b"\x80"
+    assert _check_safetensors(f) == 4
+    # the same opening bytes followed by something other than a JSON header are refused
+    f.write_bytes(struct.pack("<Q", header_len) + b"\x95" + b"\0" * (header_len + 15))
+    with pytest.raises(UnsafeModelFormatError,
+                       match="posing" if header_len == 640 else "not JSON"):
+        _check_safetensors(f)

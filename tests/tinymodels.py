@@ -31,6 +31,21 @@ def make_tiny_model(out: Path, *, seed: int = 0, arch: str = "llama", vocab: int
                           max_position_embeddings=128, eos_token_id=0, pad_token_id=0,
                           bos_token_id=0)
         model = LlamaForCausalLM(cfg)
+    elif arch in ("mistral", "qwen2"):
+        import transformers
+
+        name = {"mistral": "Mistral", "qwen2": "Qwen2"}[arch]
+        cfg = getattr(transformers, f"{name}Config")(
+            vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+            eos_token_id=0, pad_token_id=0, bos_token_id=0)
+        model = getattr(transformers, f"{name}ForCausalLM")(cfg)
+    elif arch == "gpt2":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        cfg = GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                         eos_token_id=0, pad_token_id=0, bos_token_id=0)
+        model = GPT2LMHeadModel(cfg)
     else:
         cfg = GPTNeoXConfig(vocab_size=V, hidden_size=32, intermediate_size=64,
                             num_hidden_layers=1, num_attention_heads=2,

@@ -7,6 +7,7 @@ explicit seed (a `torch.Generator`) and can return top-k logprobs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import math
@@ -40,6 +41,22 @@ MAX_SAMPLE_TOKENS = 65_536
 #: a server that scans the same local suspect again skips the load. Bounded by total
 #: parameter bytes; a model larger than the budget is never kept. 0 disables the cache.
 MODEL_CACHE_BYTES = int(os.environ.get("LINEAGE_MODEL_CACHE_BYTES", str(1 << 30)))
+#: attention kernels for the shared-prefix continuation pass on CUDA, where each of ~10^4 rows
+#: has a few query tokens against a short cache. The fused kernels tile queries by 64 or more:
+#: on an H200 cuDNN's flash kernel spent 39% of the GPU time there (benchmarks/gpu.py
+#: --profile). "math" = plain matmul + softmax; "efficient", "default" (torch's choice).
+CONT_SDPA = os.environ.get("LINEAGE_CONT_SDPA", "math")
+
+
+def _cont_attention(dev: Any) -> Any:
+    """The SDPA kernel choice for the continuation pass (a no-op off CUDA)."""
+    if not str(dev).startswith("cuda") or CONT_SDPA == "default":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if CONT_SDPA == "efficient":
+        return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 class _Loaded:
@@ -95,6 +112,21 @@ def _transformers() -> tuple[Any, Any]:
             hf_logging.disable_progress_bar()
             _HF = (AutoModelForCausalLM, AutoTokenizer)
         return _HF
+
+
+#: model types whose attention takes a custom 4D mask and whose positions come only from
+#: position_ids (no ALiBi, no mask-derived positions); each is checked against the per-sequence
+#: path in tests/test_backends.py
+TREE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt_neox", "gpt2"})
+
+
+def _transformers_major() -> int:
+    import transformers
+
+    try:
+        return int(transformers.__version__.split(".")[0])
+    except ValueError:
+        return 0
 
 
 def _dtype_kw(dtype: Any) -> dict[str, Any]:
@@ -163,6 +195,11 @@ class LocalHFBackend:
         from transformers import cache_utils
 
         self._shared_ok = hasattr(cache_utils.Cache, "reorder_cache")
+        # one pass per prompt with all its continuations laid out after it under a tree mask
+        # (`_tree_logprobs`), for architectures whose positions come from position_ids alone
+        # and whose transformers takes a custom 4D mask as given (5.x's masking_utils)
+        self._tree = (_transformers_major() >= 5
+                      and self.identity["model_type"] in TREE_MODEL_TYPES)
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def _load(self, auto_model: Any, auto_tok: Any, dtype: Any) -> None:
@@ -339,7 +376,8 @@ class LocalHFBackend:
             span, bnd = self._span_logprobs(seqs, starts, mask)
             logp.update({m: (a, b) for m, a, b in zip(meta, span, bnd)})
         if shared:
-            logp.update(self._shared_prefix_logprobs(shared, mask))
+            fn = self._tree_logprobs if self._tree else self._shared_prefix_logprobs
+            logp.update(fn(shared, mask))
         is_word: dict[str, bool] = {}
         for (i, j), (lw, lb) in logp.items():
             # a word bucket ends at a boundary; a punctuation bucket is its first char alone
@@ -352,6 +390,111 @@ class LocalHFBackend:
             s = sum(row)
             if s > 1.0:
                 row[:] = [x / s for x in row]
+        return out
+
+    def _tree_logprobs(self, items: list[tuple[int, list[int], list[list[int]]]],
+                       boundary: Any) -> dict[tuple[int, int], tuple[float, float]]:
+        """What `_shared_prefix_logprobs` computes, in one forward pass per group of prompts.
+
+        Each row is a prompt followed by all of its continuations, one after another, with a
+        4D mask that lets a prompt token see the prompt before it and a continuation token see
+        the prompt and its own continuation's earlier tokens (never another continuation).
+        Positions restart after the prompt for each continuation, so every continuation is
+        scored exactly as if it followed the prompt alone. Nothing is repeated per
+        continuation: no KV cache copies, and attention runs over whole rows, which keeps the
+        GPU's fused kernels busy (the cache path gave them one query token per row).
+        """
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        dev = self.device
+        mask = boundary.to(dev)
+        V = boundary.shape[0]
+        budget = MAX_BATCH_TOKENS_CUDA if str(dev).startswith("cuda") else MAX_BATCH_TOKENS
+        rowlen = [len(pid) + sum(map(len, cids)) for _, pid, cids in items]
+        dtype = next(self.model.parameters()).dtype
+        neg = torch.finfo(dtype).min
+        outs: list[Any] = []
+        keys: list[tuple[int, int]] = []
+        for g in self._batches_under(rowlen, budget):
+            P = len(g)
+            T = max(rowlen[k] for k in g)
+            # every index below is built with numpy over the whole group (no per-token loop)
+            n = np.fromiter((len(items[k][1]) for k in g), dtype=np.int64, count=P)
+            counts = np.fromiter((len(items[k][2]) for k in g), dtype=np.int64, count=P)
+            conts = [c for k in g for c in items[k][2]]
+            cl = np.fromiter(map(len, conts), dtype=np.int64, count=len(conts))
+            crow = np.repeat(np.arange(P), counts)  # each continuation's row
+            first_q = np.cumsum(counts) - counts  # a row's first continuation
+            excl = np.cumsum(cl) - cl  # tokens before each continuation, group-wide
+            at = n[crow] + excl - excl[first_q][crow]  # each continuation's first column
+            tq = np.repeat(np.arange(len(conts)), cl)  # each continuation token's continuation
+            k_in = np.arange(int(cl.sum())) - excl[tq]  # its offset in its continuation
+            row, col = crow[tq], at[tq] + k_in
+            ids = np.full((P, T), pad, dtype=np.int64)
+            pos = np.zeros((P, T), dtype=np.int64)
+            seg = np.full((P, T), -1, dtype=np.int64)  # -1 pad, 0 prompt, j+1 continuation j
+            in_prompt = np.arange(T)[None, :] < n[:, None]
+            ids[in_prompt] = np.fromiter(chain.from_iterable(items[k][1] for k in g),
+                                         dtype=np.int64, count=int(n.sum()))
+            pos[in_prompt] = np.nonzero(in_prompt)[1]
+            seg[in_prompt] = 0
+            ids[row, col] = np.fromiter(chain.from_iterable(conts), dtype=np.int64,
+                                        count=len(tq))
+            pos[row, col] = n[row] + k_in
+            seg[row, col] = (np.arange(len(conts)) - first_q[crow])[tq] + 1
+            # the logits that score each token: the previous column's, or for a
+            # continuation's first token the prompt's last
+            pred = row * T + np.where(k_in == 0, n[row] - 1, col - 1)
+            last = crow * T + at + cl - 1
+            keys.extend((items[k][0], j) for k in g for j in range(len(items[k][2])))
+            seg_t = torch.from_numpy(seg)
+            t_idx = torch.arange(T)
+            allowed = (t_idx[None, None, :] <= t_idx[None, :, None]) \
+                & (seg_t[:, None, :] >= 0) & (seg_t[:, :, None] >= 0) \
+                & ((seg_t[:, None, :] == 0) | (seg_t[:, None, :] == seg_t[:, :, None]))
+            # additive form (0 where allowed), which eager and SDPA attention both accept;
+            # pad rows see only themselves so their softmax stays finite
+            allowed |= torch.eye(T, dtype=torch.bool)[None]
+            att = torch.zeros((P, 1, T, T), dtype=dtype)
+            att.masked_fill_(~allowed[:, None], neg)
+            pred_d = torch.from_numpy(pred).to(dev)
+            tgt_d = torch.from_numpy(ids[row, col]).to(dev)
+            last_d = torch.from_numpy(last).to(dev)
+            with torch.inference_mode():
+                o = self.model(input_ids=torch.from_numpy(ids).to(dev),
+                               attention_mask=att.to(dev),
+                               position_ids=torch.from_numpy(pos).to(dev), use_cache=False)
+                flat = o.logits.view(P * T, -1)
+                del o
+                lg = flat[pred_d].float()  # [tokens, V]
+                tok = lg.gather(1, tgt_d[:, None]).squeeze(1) - torch.logsumexp(lg, -1)
+                del lg
+                span = torch.zeros(len(last), dtype=torch.float32, device=dev)
+                span.index_add_(0, torch.from_numpy(tq).to(dev), tok)
+                lz = flat[last_d].float()  # [continuations, V]
+                bnd = torch.logsumexp(lz[:, :V].masked_fill(~mask, float("-inf")), -1) \
+                    - torch.logsumexp(lz, -1)
+                outs.append(torch.stack([span, bnd], 1))
+                del flat, lz
+        if not outs:
+            return {}
+        both = torch.cat(outs).cpu().tolist()  # the one sync, after every group's pass
+        return dict(zip(keys, map(tuple, both)))
+
+    @staticmethod
+    def _batches_under(lengths: Sequence[int], budget: int) -> list[list[int]]:
+        """Item indices grouped longest first so each group's rows x longest <= budget."""
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        out: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            if cur and lengths[cur[0]] * (len(cur) + 1) > budget:
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append(cur)
         return out
 
     def _shared_prefix_logprobs(self, items: list[tuple[int, list[int], list[list[int]]]],
@@ -429,9 +572,10 @@ class LocalHFBackend:
                 att2 = torch.cat([att[src], torch.ones((R, L), dtype=torch.long)], 1)
                 pos2 = pos[src, -1:] + 1 + torch.arange(L)[None, :]
                 cont_d, clen_d, src_d = cont.to(dev), clen.to(dev), src.to(dev)
-                o2 = self.model(input_ids=cont_d, attention_mask=att2.to(dev),
-                                position_ids=pos2.to(dev), use_cache=True,
-                                **{self._cache_kw: past})
+                with _cont_attention(dev):
+                    o2 = self.model(input_ids=cont_d, attention_mask=att2.to(dev),
+                                    position_ids=pos2.to(dev), use_cache=True,
+                                    **{self._cache_kw: past})
                 del past
                 # reduce on the device: only [R] numbers come back, not [R, L, V] logits
                 logits = o2.logits.float()  # [R, L, V]

@@ -104,11 +104,16 @@ def _check_safetensors(path: Path) -> int:
         head = f.read(8)
         if len(head) < 8:
             raise UnsafeModelFormatError(f"{path.name} is too short to be safetensors")
-        if head[:2] == b"PK" or head[:1] == b"\x80":
-            raise UnsafeModelFormatError(
-                f"{path.name} is a pickle/zip checkpoint posing as safetensors; refusing"
-            )
         (n,) = struct.unpack("<Q", head)
+        # a zip starts "PK\x03\x04" and a pickle 0x80 <protocol>; but a real header's length
+        # can begin with those bytes too (0x80 = 128 is a valid length), so only a file whose
+        # header does not open with '{' right after the length is called a pickle or zip
+        if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and 2 <= head[1] <= 5):
+            if f.read(1) != b"{":
+                raise UnsafeModelFormatError(
+                    f"{path.name} is a pickle/zip checkpoint posing as safetensors; refusing"
+                )
+            f.seek(8)
         if n > Limits.max_header_bytes or n + 8 > size:
             raise UnsafeModelFormatError(
                 f"{path.name}: safetensors header claims {n} bytes (file has {size}, limit "
