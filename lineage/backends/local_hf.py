@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import math
 import os
 import re
 import threading
@@ -354,46 +353,52 @@ class LocalHFBackend:
         """
         self.usage.reserve(len(prompts))
         mask = self._boundary()
-        out = [[0.0] * len(ws) for ws in buckets]
         shared: list[tuple[int, list[int], list[list[int]]]] = []
         seqs, starts, meta = [], [], []
         enc: dict[str, list[int]] = {}  # suites share one bucket list: encode each word once
         encoded = self._encode_many(prompts) if prompts else []
+        sizes = np.fromiter(map(len, buckets), dtype=np.int64, count=len(buckets))
+        offs = np.cumsum(sizes) - sizes  # prompt i's buckets are flat[offs[i]:offs[i] + n]
         for i, (pid_full, ws) in enumerate(zip(encoded, buckets)):
             cids = [enc[w] if w in enc else enc.setdefault(w, self._encode_cont(" " + w))
                     for w in ws]
             if cids and self._shared_ok and all(cids) \
                     and len(pid_full) + max(map(len, cids)) <= self.max_len:
-                shared.append((i, pid_full, cids))
+                shared.append((int(offs[i]), pid_full, cids))
                 continue
             for j, cid in enumerate(cids):
                 pid = self._fit(pid_full, cid)
                 seqs.append(pid + cid)
                 starts.append(len(pid))
-                meta.append((i, j))
-        logp: dict[tuple[int, int], tuple[float, float]] = {}
+                meta.append(int(offs[i]) + j)
+        # (flat bucket index, log P(" w" | prompt), log P(boundary | prompt + " w"))
+        got_idx: list[Any] = []
+        got_val: list[Any] = []
         if seqs:
             span, bnd = self._span_logprobs(seqs, starts, mask)
-            logp.update({m: (a, b) for m, a, b in zip(meta, span, bnd)})
+            got_idx.append(np.asarray(meta, dtype=np.int64))
+            got_val.append(np.stack([np.asarray(span), np.asarray(bnd)], 1))
         if shared:
             fn = self._tree_logprobs if self._tree else self._shared_prefix_logprobs
-            logp.update(fn(shared, mask))
-        is_word: dict[str, bool] = {}
-        for (i, j), (lw, lb) in logp.items():
+            idx, val = fn(shared, mask)
+            got_idx.append(idx)
+            got_val.append(val)
+        total = int(sizes.sum())
+        flat = np.zeros(total, dtype=np.float64)
+        if got_idx:
+            idx, val = np.concatenate(got_idx), np.concatenate(got_val).astype(np.float64)
             # a word bucket ends at a boundary; a punctuation bucket is its first char alone
-            w = buckets[i][j]
-            iw = is_word.get(w)
-            if iw is None:
-                iw = is_word[w] = bool(_WORDCH.match(w[:1]))
-            out[i][j] = math.exp(lw + (lb if iw else 0.0))
-        for row in out:
-            s = sum(row)
-            if s > 1.0:
-                row[:] = [x / s for x in row]
-        return out
+            words = {w: bool(_WORDCH.match(w[:1])) for ws in buckets for w in ws}
+            is_word = np.fromiter((words[w] for ws in buckets for w in ws), dtype=bool,
+                                  count=total)
+            flat[idx] = np.exp(val[:, 0] + np.where(is_word[idx], val[:, 1], 0.0))
+        row_of = np.repeat(np.arange(len(buckets)), sizes)
+        sums = np.bincount(row_of, weights=flat, minlength=len(buckets))
+        flat /= np.maximum(sums, 1.0)[row_of]  # rescale a row only when it sums past 1
+        return [flat[o:o + n].tolist() for o, n in zip(offs.tolist(), sizes.tolist())]
 
     def _tree_logprobs(self, items: list[tuple[int, list[int], list[list[int]]]],
-                       boundary: Any) -> dict[tuple[int, int], tuple[float, float]]:
+                       boundary: Any) -> tuple[Any, Any]:
         """What `_shared_prefix_logprobs` computes, in one forward pass per group of prompts.
 
         Each row is a prompt followed by all of its continuations, one after another, with a
@@ -408,14 +413,14 @@ class LocalHFBackend:
 
         pad = self.tokenizer.pad_token_id
         dev = self.device
-        mask = boundary.to(dev)
+        maskf = boundary.to(dev, torch.float32)
         V = boundary.shape[0]
         budget = MAX_BATCH_TOKENS_CUDA if str(dev).startswith("cuda") else MAX_BATCH_TOKENS
         rowlen = [len(pid) + sum(map(len, cids)) for _, pid, cids in items]
         dtype = next(self.model.parameters()).dtype
         neg = torch.finfo(dtype).min
         outs: list[Any] = []
-        keys: list[tuple[int, int]] = []
+        keys: list[Any] = []
         for g in self._batches_under(rowlen, budget):
             P = len(g)
             T = max(rowlen[k] for k in g)
@@ -447,7 +452,9 @@ class LocalHFBackend:
             # continuation's first token the prompt's last
             pred = row * T + np.where(k_in == 0, n[row] - 1, col - 1)
             last = crow * T + at + cl - 1
-            keys.extend((items[k][0], j) for k in g for j in range(len(items[k][2])))
+            keys.append(np.repeat(np.fromiter((items[k][0] for k in g), dtype=np.int64,
+                                              count=P), counts)
+                        + np.arange(len(conts)) - first_q[crow])
             seg_t = torch.from_numpy(seg)
             t_idx = torch.arange(T)
             allowed = (t_idx[None, None, :] <= t_idx[None, :, None]) \
@@ -458,29 +465,33 @@ class LocalHFBackend:
             allowed |= torch.eye(T, dtype=torch.bool)[None]
             att = torch.zeros((P, 1, T, T), dtype=dtype)
             att.masked_fill_(~allowed[:, None], neg)
-            pred_d = torch.from_numpy(pred).to(dev)
-            tgt_d = torch.from_numpy(ids[row, col]).to(dev)
-            last_d = torch.from_numpy(last).to(dev)
+            # a prompt's last logits score the first token of all its continuations: take the
+            # normaliser once per distinct position
+            upred, inv = np.unique(pred, return_inverse=True)
             with torch.inference_mode():
                 o = self.model(input_ids=torch.from_numpy(ids).to(dev),
                                attention_mask=att.to(dev),
                                position_ids=torch.from_numpy(pos).to(dev), use_cache=False)
                 flat = o.logits.view(P * T, -1)
                 del o
-                lg = flat[pred_d].float()  # [tokens, V]
-                tok = lg.gather(1, tgt_d[:, None]).squeeze(1) - torch.logsumexp(lg, -1)
-                del lg
-                span = torch.zeros(len(last), dtype=torch.float32, device=dev)
+                lse = torch.logsumexp(flat[torch.from_numpy(upred).to(dev)].float(), -1)
+                tok = flat[torch.from_numpy(pred).to(dev),
+                           torch.from_numpy(ids[row, col]).to(dev)].float() \
+                    - lse[torch.from_numpy(inv.reshape(-1)).to(dev)]
+                span = torch.zeros(len(conts), dtype=torch.float32, device=dev)
                 span.index_add_(0, torch.from_numpy(tq).to(dev), tok)
-                lz = flat[last_d].float()  # [continuations, V]
-                bnd = torch.logsumexp(lz[:, :V].masked_fill(~mask, float("-inf")), -1) \
-                    - torch.logsumexp(lz, -1)
+                # boundary mass after each continuation: one fused softmax (bf16 in, float32
+                # out) and a matrix-vector product, rather than two masked log-sum-exps
+                pz = torch.softmax(flat[torch.from_numpy(last).to(dev)], -1,
+                                   dtype=torch.float32)
+                del flat
+                bnd = torch.log((pz[:, :V] @ maskf).clamp_min(1e-38))
                 outs.append(torch.stack([span, bnd], 1))
-                del flat, lz
+                del pz
         if not outs:
-            return {}
-        both = torch.cat(outs).cpu().tolist()  # the one sync, after every group's pass
-        return dict(zip(keys, map(tuple, both)))
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 2))
+        # the one sync, after every group's pass
+        return np.concatenate(keys), torch.cat(outs).double().cpu().numpy()
 
     @staticmethod
     def _batches_under(lengths: Sequence[int], budget: int) -> list[list[int]]:
@@ -498,12 +509,13 @@ class LocalHFBackend:
         return out
 
     def _shared_prefix_logprobs(self, items: list[tuple[int, list[int], list[list[int]]]],
-                                boundary: Any) -> dict[tuple[int, int], tuple[float, float]]:
+                                boundary: Any) -> tuple[Any, Any]:
         """Span and boundary log-probs of many continuations per prompt, prompt run once.
 
-        items: (prompt index i, prompt ids, [continuation ids per bucket j]), every
-        continuation non-empty. Returns {(i, j): (log P(cont | prompt), log P(boundary |
-        prompt + cont))}, the same quantities `_span_logprobs` computes one sequence at a time.
+        items: (flat index of the prompt's first bucket, prompt ids, [continuation ids per
+        bucket j]), every continuation non-empty. Returns (flat indices, [n, 2] array of
+        log P(cont | prompt) and log P(boundary | prompt + cont)), the same quantities
+        `_span_logprobs` computes one sequence at a time.
 
         Per group of prompts: one left-padded forward pass over the prompts with a KV cache
         (only the last position's logits kept), then the cache rows are repeated once per
@@ -513,7 +525,6 @@ class LocalHFBackend:
         """
         import torch
 
-        res: dict[tuple[int, int], tuple[float, float]] = {}
         pad = self.tokenizer.pad_token_id
         dev = self.device
         mask = boundary.to(dev)
@@ -534,7 +545,7 @@ class LocalHFBackend:
         if cur:
             groups.append(cur)
         spans: list[Any] = []  # per group, kept on the device until the end: no sync per group
-        keys: list[tuple[int, int]] = []
+        keys: list[int] = []
         for g in groups:
             # host-side tensors built with numpy, not per row: at ~10^5 rows a Python loop of
             # tensor assignments cost more than the GPU's forward passes
@@ -557,7 +568,7 @@ class LocalHFBackend:
                 chain.from_iterable(conts), dtype=np.int64, count=int(clen_np.sum()))
             cont, clen = torch.from_numpy(cont_np), torch.from_numpy(clen_np)
             src = torch.from_numpy(np.repeat(np.arange(P), [len(items[k][2]) for k in g]))
-            keys.extend((items[k][0], j) for k in g for j in range(len(items[k][2])))
+            keys.extend(items[k][0] + j for k in g for j in range(len(items[k][2])))
             with torch.inference_mode():
                 o = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev),
                                position_ids=pos.to(dev), use_cache=True,
@@ -591,9 +602,9 @@ class LocalHFBackend:
                 spans.append(torch.stack([span, bnd], 1))
                 del o2, logits, last
         if not spans:
-            return res
-        both = torch.cat(spans).cpu().tolist()  # the one sync, after every group's passes
-        return dict(zip(keys, map(tuple, both)))
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 2))
+        # the one sync, after every group's passes
+        return np.asarray(keys, dtype=np.int64), torch.cat(spans).double().cpu().numpy()
 
     # -- sampling ----------------------------------------------------------------------------
 
