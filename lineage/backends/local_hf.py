@@ -421,6 +421,19 @@ class LocalHFBackend:
         neg = torch.finfo(dtype).min
         outs: list[Any] = []
         keys: list[Any] = []
+        cuda = str(dev).startswith("cuda")
+        pinned: list[Any] = []  # host buffers of in-flight copies, alive until the final sync
+
+        def put(a: Any) -> Any:
+            """To the device without a sync: a copy from pageable memory would wait for the
+            GPU to drain, and the next group's preparation would stop overlapping it."""
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            if not cuda:
+                return t
+            t = t.pin_memory()
+            pinned.append(t)
+            return t.to(dev, non_blocking=True)
+
         for g in self._batches_under(rowlen, budget):
             P = len(g)
             T = max(rowlen[k] for k in g)
@@ -455,43 +468,43 @@ class LocalHFBackend:
             keys.append(np.repeat(np.fromiter((items[k][0] for k in g), dtype=np.int64,
                                               count=P), counts)
                         + np.arange(len(conts)) - first_q[crow])
-            seg_t = torch.from_numpy(seg)
-            t_idx = torch.arange(T)
-            allowed = (t_idx[None, None, :] <= t_idx[None, :, None]) \
-                & (seg_t[:, None, :] >= 0) & (seg_t[:, :, None] >= 0) \
-                & ((seg_t[:, None, :] == 0) | (seg_t[:, None, :] == seg_t[:, :, None]))
-            # additive form (0 where allowed), which eager and SDPA attention both accept;
-            # pad rows see only themselves so their softmax stays finite
-            allowed |= torch.eye(T, dtype=torch.bool)[None]
-            att = torch.zeros((P, 1, T, T), dtype=dtype)
-            att.masked_fill_(~allowed[:, None], neg)
             # a prompt's last logits score the first token of all its continuations: take the
             # normaliser once per distinct position
             upred, inv = np.unique(pred, return_inverse=True)
+            ids_d, pos_d, seg_d = put(ids), put(pos), put(seg)
+            upred_d, inv_d, pred_d = put(upred), put(inv.reshape(-1)), put(pred)
+            tgt_d, tq_d, last_d = put(ids[row, col]), put(tq), put(last)
             with torch.inference_mode():
-                o = self.model(input_ids=torch.from_numpy(ids).to(dev),
-                               attention_mask=att.to(dev),
-                               position_ids=torch.from_numpy(pos).to(dev), use_cache=False)
+                t_idx = torch.arange(T, device=dev)
+                allowed = (t_idx[None, None, :] <= t_idx[None, :, None]) \
+                    & (seg_d[:, None, :] >= 0) & (seg_d[:, :, None] >= 0) \
+                    & ((seg_d[:, None, :] == 0) | (seg_d[:, None, :] == seg_d[:, :, None]))
+                # additive form (0 where allowed), which eager and SDPA attention both accept;
+                # pad rows see only themselves so their softmax stays finite
+                allowed |= torch.eye(T, dtype=torch.bool, device=dev)[None]
+                att = torch.zeros((P, 1, T, T), dtype=dtype, device=dev)
+                att.masked_fill_(~allowed[:, None], neg)
+                del allowed
+                o = self.model(input_ids=ids_d, attention_mask=att, position_ids=pos_d,
+                               use_cache=False)
                 flat = o.logits.view(P * T, -1)
-                del o
-                lse = torch.logsumexp(flat[torch.from_numpy(upred).to(dev)].float(), -1)
-                tok = flat[torch.from_numpy(pred).to(dev),
-                           torch.from_numpy(ids[row, col]).to(dev)].float() \
-                    - lse[torch.from_numpy(inv.reshape(-1)).to(dev)]
+                del o, att
+                lse = torch.logsumexp(flat[upred_d].float(), -1)
+                tok = flat[pred_d, tgt_d].float() - lse[inv_d]
                 span = torch.zeros(len(conts), dtype=torch.float32, device=dev)
-                span.index_add_(0, torch.from_numpy(tq).to(dev), tok)
+                span.index_add_(0, tq_d, tok)
                 # boundary mass after each continuation: one fused softmax (bf16 in, float32
                 # out) and a matrix-vector product, rather than two masked log-sum-exps
-                pz = torch.softmax(flat[torch.from_numpy(last).to(dev)], -1,
-                                   dtype=torch.float32)
+                pz = torch.softmax(flat[last_d], -1, dtype=torch.float32)
                 del flat
                 bnd = torch.log((pz[:, :V] @ maskf).clamp_min(1e-38))
                 outs.append(torch.stack([span, bnd], 1))
                 del pz
         if not outs:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 2))
-        # the one sync, after every group's pass
-        return np.concatenate(keys), torch.cat(outs).double().cpu().numpy()
+        both = torch.cat(outs).double().cpu().numpy()  # the one sync, after every group
+        pinned.clear()
+        return np.concatenate(keys), both
 
     @staticmethod
     def _batches_under(lengths: Sequence[int], budget: int) -> list[list[int]]:
