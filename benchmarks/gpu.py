@@ -11,12 +11,25 @@ Sections (each one's failure is recorded in the JSON, and the rest still run):
    MLP 8192, vocabulary 32,000 from a byte-level BPE trained here on the Python standard
    library's source, untied head: ~1.2B parameters), saved as safetensors and loaded through
    `LocalHFBackend` (bf16 on CUDA, its safety checks included). Timed: `word_distribution`
-   over the default suite's 128 prompts repeated `--reps` times. Useful FLOPs = 2 x
+   over the default suite's 128 prompts repeated `--reps` times (2,048 prompts), after one
+   untimed pass over the same prompts; the median of 3 timed passes is reported, then the
+   same work at other group sizes and on the KV-cache path (`budget_sweep`). Useful FLOPs = 2 x
    (parameters less the input embedding) per non-pad token processed (prompt tokens once,
    plus each bucket's continuation tokens), plus attention's 4 x layers x hidden x context
    per token. MFU = achieved / the measured matmul rate (and / 989 TFLOP/s, the H200's dense
    bf16 peak on paper). A check on 4 prompts compares the shared-prefix path with the
    per-sequence path (bf16, so a loose tolerance; the difference is reported).
+   Found with `--profile` (torch.profiler; tables in `benchmarks/results/gpu-h200/`), one
+   H200, transformers 5.17: (a) the first version built its batches with a Python loop of
+   tensor assignments per continuation (~10^5 a pass), fixed with numpy before any GPU run;
+   (b) the KV-cache path gave cuDNN's flash kernel one query token per row: 39% of GPU time
+   in attention, MFU 19% warm; the SDPA math kernel there helped little (21%); (c) the tree
+   pass (one row per prompt with all its continuations, a 4D mask) removed the cache copies
+   and the one-token attention: 34-36%, GEMMs then half the GPU time; (d) copies from
+   pageable memory synchronised the stream, so the host's preparation of the next group
+   never overlapped the GPU: pinned, non-blocking copies and the mask built on the device
+   gave 44%. What is left: HF Llama's unfused elementwise work (RMSNorm in float32, rotary,
+   SiLU-gate; ~35% of GPU time) and the host work before the first group and after the last.
 3. **faiss on the GPU**: when faiss has GPU support, IVF4096,SQ8 (the compact index's
    structure) and exact flat search over 1e6 256-dim clustered random vectors: build time,
    single-query latency, batched queries/s, recall@10 vs flat; and `SignatureIndex` itself

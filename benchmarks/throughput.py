@@ -15,8 +15,12 @@ Compared, on the same backend object (same tokenizer helpers, same boundary mask
   (it is slow) and reported as prompts per second.
 - **batched** (the backend before this change, kept as its fallback path): all sequences
   right-padded into batches of <= 16k tokens, each still recomputing its prompt.
-- **shared prefix** (the backend now): each prompt is run once with a KV cache, the cache row
-  is repeated for its 48 continuations, and one pass scores all continuations on top of it.
+- **shared prefix** (the backend now): each prompt is run once and all 48 continuations are
+  scored without recomputing it. For Llama, Mistral, Qwen2, GPT-NeoX and GPT-2 under
+  transformers 5 this is the tree pass (`_tree_logprobs`): the prompt followed by all its
+  continuations in one row, under a 4D mask that keeps each continuation to the prompt and
+  itself, with its positions restarting after the prompt. Other models take the KV-cache
+  path (`_shared_prefix_logprobs`): the prompt's cache row repeated per continuation.
 
 Every path's distributions are checked against the naive loop's (max abs and relative
 differences printed; np.allclose with rtol 1e-4, atol 1e-5 must hold). Models: the zoo's tiny
@@ -29,6 +33,12 @@ remaining time was 6,144 tokenizer calls for the same 48 bucket words (now encod
 call), then the two forward passes and the log-sum-exps over the vocabulary. On the 100M
 model the forward passes dominate (GEMMs), so the gain is the token count: 8.4 + 48 tokens per
 prompt instead of 48 x 9.4, and large GEMMs instead of 9-row ones.
+
+Session 7 (profiled with torch.profiler on an H200 through `benchmarks/gpu.py --profile`;
+the CPU figures below are this script, alone on the 2-core machine): the KV-cache path spent
+most of its GPU time outside the GEMMs, on repeating and extending ~10^4 cache rows of one
+query token each and on attention over them; the tree pass removes the repetition. Here:
+zoo t1 21.4x -> 43.0x, 102M Llama 24.2x -> 34.0x the naive loop, same tolerance.
 """
 
 from __future__ import annotations
