@@ -162,6 +162,27 @@ def test_tree_mask_pass_equals_cache_path_and_one_sequence_per_bucket(tmp_path, 
     np.testing.assert_allclose(got["cache"], got["single"], rtol=1e-4, atol=1e-7)
 
 
+def test_sliding_window_model_keeps_its_window(tmp_path):
+    """A Mistral whose window is shorter than prompt + continuation must not take the tree
+    pass (its custom mask would let a continuation see past the window)."""
+    from tinymodels import make_tiny_model
+
+    from lineage.backends.local_hf import LocalHFBackend
+
+    b = LocalHFBackend(make_tiny_model(tmp_path / "m", arch="mistral", seed=5,
+                                       sliding_window=4), device="cpu")
+    assert b._tree and b._window == 4
+    words = ["value", "sum", "(", "the"]
+    prompts = ["Return the value of the given key", "This function computes the sum of"]
+    got = np.asarray(b.word_distribution(prompts, [words] * 2))
+    b._shared_ok = False
+    single = np.asarray(b.word_distribution(prompts, [words] * 2))
+    np.testing.assert_allclose(got, single, rtol=1e-4, atol=1e-7)
+    b._shared_ok, b._window = True, None  # forcing the tree pass shows what the guard prevents
+    forced = np.asarray(b.word_distribution(prompts, [words] * 2))
+    assert not np.allclose(forced, single, rtol=1e-4, atol=1e-7)
+
+
 def test_reopening_a_local_model_reuses_the_loaded_weights(tmp_path, monkeypatch):
     """The loaded-model cache: the same directory and weights load once; new weights (another
     hash) load again; each open still gets its own query budget."""

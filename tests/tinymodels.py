@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def make_tiny_model(out: Path, *, seed: int = 0, arch: str = "llama", vocab: int = 300,
-                    text: str | None = None) -> Path:
+                    text: str | None = None, sliding_window: int | None = None) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM,
@@ -38,7 +38,8 @@ def make_tiny_model(out: Path, *, seed: int = 0, arch: str = "llama", vocab: int
         cfg = getattr(transformers, f"{name}Config")(
             vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-            eos_token_id=0, pad_token_id=0, bos_token_id=0)
+            eos_token_id=0, pad_token_id=0, bos_token_id=0,
+            **({"sliding_window": sliding_window} if sliding_window else {}))
         model = getattr(transformers, f"{name}ForCausalLM")(cfg)
     elif arch == "gpt2":
         from transformers import GPT2Config, GPT2LMHeadModel

@@ -199,6 +199,11 @@ class LocalHFBackend:
         # and whose transformers takes a custom 4D mask as given (5.x's masking_utils)
         self._tree = (_transformers_major() >= 5
                       and self.identity["model_type"] in TREE_MODEL_TYPES)
+        # a custom mask replaces a sliding window: rows whose prompt and continuation could
+        # reach past the window take the cache path, which keeps the model's own masking
+        window = cfg.get("sliding_window")
+        uses_window = cfg.get("use_sliding_window", self.identity["model_type"] == "mistral")
+        self._window = int(window) if window and uses_window else None
         self._keep_last = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
     def _load(self, auto_model: Any, auto_tok: Any, dtype: Any) -> None:
@@ -379,7 +384,9 @@ class LocalHFBackend:
             got_idx.append(np.asarray(meta, dtype=np.int64))
             got_val.append(np.stack([np.asarray(span), np.asarray(bnd)], 1))
         if shared:
-            fn = self._tree_logprobs if self._tree else self._shared_prefix_logprobs
+            tree = self._tree and (self._window is None or max(
+                len(pid) + max(map(len, cids)) for _, pid, cids in shared) <= self._window)
+            fn = self._tree_logprobs if tree else self._shared_prefix_logprobs
             idx, val = fn(shared, mask)
             got_idx.append(idx)
             got_val.append(val)
