@@ -32,6 +32,11 @@ MAX_BATCH_TOKENS = 16_384
 #: the shared-prefix pass on a GPU: bigger batches keep its matrix units busy (a 1B model's
 #: repeated KV cache at this size is ~9 GB in bf16)
 MAX_BATCH_TOKENS_CUDA = 65_536
+#: the tree pass keeps logits for every position of a group: its token budget shrinks with
+#: the vocabulary so that the logits stay under this many elements (1 GiB of float32 on the
+#: CPU; 4 GiB of bf16 on a GPU, where 65,536 tokens x a 32k vocabulary still fit)
+MAX_LOGITS = 1 << 28
+MAX_LOGITS_CUDA = 1 << 31
 _WORDCH = re.compile(r"[A-Za-z0-9_]")
 MAX_SAMPLES_PER_PROMPT = 64
 MAX_SAMPLE_ROWS = 512
@@ -422,13 +427,14 @@ class LocalHFBackend:
         dev = self.device
         maskf = boundary.to(dev, torch.float32)
         V = boundary.shape[0]
-        budget = MAX_BATCH_TOKENS_CUDA if str(dev).startswith("cuda") else MAX_BATCH_TOKENS
+        cuda = str(dev).startswith("cuda")
+        budget = min(MAX_BATCH_TOKENS_CUDA if cuda else MAX_BATCH_TOKENS,
+                     (MAX_LOGITS_CUDA if cuda else MAX_LOGITS) // max(V, 1))
         rowlen = [len(pid) + sum(map(len, cids)) for _, pid, cids in items]
         dtype = next(self.model.parameters()).dtype
         neg = torch.finfo(dtype).min
         outs: list[Any] = []
         keys: list[Any] = []
-        cuda = str(dev).startswith("cuda")
         pinned: list[Any] = []  # host buffers of in-flight copies, alive until the final sync
 
         def put(a: Any) -> Any:
