@@ -35,6 +35,10 @@ Two representations, chosen by size (`IndexConfig.exact_max`):
   is saved as one file holding both structures (`_MAGIC`); an older file with the store alone
   gets its scanner rebuilt on load.
 
+Concurrency: any number of threads may search at once; `upsert` and `remove` wait for the
+searches in flight and hold the index alone (`rwlock.RWLock`), because faiss does not
+support a search during an add or a removal. `save` writes a consistent snapshot.
+
 What compact mode gives up, measured (`benchmarks/index.py`, synthetic signatures in
 families): scores are estimates, so the order *within* a family of near-identical models is
 partly lost (exact search in the projected space keeps ~28% of the raw top-10), while the
@@ -53,6 +57,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +66,7 @@ import numpy as np
 
 from lineage.errors import InvalidArgumentError, StoreError
 from lineage.faults import crash_point
+from lineage.rwlock import RWLock
 
 __all__ = ["IndexConfig", "SignatureIndex", "nlist_for"]
 
@@ -102,6 +108,10 @@ class SignatureIndex:
         self._gpu: Any = None
         self._fast: Any = None  # compact mode: the fast-scan candidate scanner
         self._rows: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        # searches share the index; a change (upsert, remove) has it alone: faiss is safe for
+        # concurrent searches but not for a search during an add or a removal
+        self._lock = RWLock()
+        self._lazy = threading.Lock()  # the caches a search builds (re-rank copy, GPU copy)
         if self.path is not None and self.path.exists():
             idx, fast = self._read(self.path)
             if idx.d != self.dim:
@@ -252,7 +262,7 @@ class SignatureIndex:
         index.train(x)
         index.add_with_ids(x, ids)
         self._set(index)
-        self._fast = self._build_fast(ids, self.project(x))
+        self._fast = self._build_fast(ids, self._project(x))
 
     def _recluster(self) -> None:
         """Re-cluster a compact index for its current size, from its stored projected vectors."""
@@ -315,16 +325,20 @@ class SignatureIndex:
         row directly when ids are dense (store ids are), else it is None and rows are found
         by binary search.
         """
-        if self._rows is None:
-            ids, y = self._projected()
-            o = np.argsort(ids, kind="stable")
-            ids, y = ids[o], np.ascontiguousarray(y[o])
-            table = None
-            if ids.size and ids[0] >= 0 and ids[-1] < 4 * ids.size + 1024:
-                table = np.full(int(ids[-1]) + 1, -1, dtype=np.int64)
-                table[ids] = np.arange(ids.size)
-            self._rows = (ids, y, table)
-        return self._rows
+        with self._lazy:
+            if self._rows is None:
+                self._rows = self._build_rows()
+            return self._rows
+
+    def _build_rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        ids, y = self._projected()
+        o = np.argsort(ids, kind="stable")
+        ids, y = ids[o], np.ascontiguousarray(y[o])
+        table = None
+        if ids.size and ids[0] >= 0 and ids[-1] < 4 * ids.size + 1024:
+            table = np.full(int(ids[-1]) + 1, -1, dtype=np.int64)
+            table[ids] = np.arange(ids.size)
+        return ids, y, table
 
     # -- public API --------------------------------------------------------------------------
 
@@ -334,6 +348,10 @@ class SignatureIndex:
         [q, proj_dim] (the scaled projection) in compact mode with a projection, else unchanged.
         Exact search over `stored()` with these gives the answers the index approximates.
         """
+        with self._lock.read():
+            return self._project(vectors)
+
+    def _project(self, vectors: np.ndarray) -> np.ndarray:
         import faiss
 
         x = self._check(vectors)
@@ -343,6 +361,10 @@ class SignatureIndex:
 
     def stored(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids [n] int64, stored vectors [n, d] float32) in the space the index searches."""
+        with self._lock.read():
+            return self._stored()
+
+    def _stored(self) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
         if self.compact:
@@ -357,6 +379,10 @@ class SignatureIndex:
 
     def ids(self) -> np.ndarray:
         """All ids, int64 [n]."""
+        with self._lock.read():
+            return self._ids()
+
+    def _ids(self) -> np.ndarray:
         import faiss
 
         if self.compact:
@@ -383,7 +409,11 @@ class SignatureIndex:
             raise InvalidArgumentError("ids and vectors differ in count")
         if np.unique(i).size != i.size:
             raise InvalidArgumentError("ids are not unique")
-        self.remove(i)
+        with self._lock.write():
+            self._upsert(i, x)
+
+    def _upsert(self, i: np.ndarray, x: np.ndarray) -> None:
+        self._remove(i)
         self._gpu = None
         self._rows = None
         if not self.compact and len(self) + len(i) > self.config.exact_max:
@@ -398,16 +428,20 @@ class SignatureIndex:
             return
         self._index.add_with_ids(x, i)
         if self.compact:
-            self._fast.add_with_ids(self.project(x), i)
+            self._fast.add_with_ids(self._project(x), i)
             if nlist_for(len(self)) >= 2 * self._ivf().nlist:
                 self._recluster()
-        self._rows = None  # again: a search may have rebuilt the copy while this ran
+        self._rows = None
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ids (absent ones are ignored); returns how many were removed."""
+        i = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
+        with self._lock.write():
+            return self._remove(i)
+
+    def _remove(self, i: np.ndarray) -> int:
         import faiss
 
-        i = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
         if i.size == 0 or len(self) == 0:
             return 0
         self._gpu = None
@@ -418,7 +452,7 @@ class SignatureIndex:
             self._fast.remove_ids(faiss.IDSelectorArray(i.size, faiss.swig_ptr(i)))
             if len(self) == 0:
                 self._set(self._new_exact())
-        self._rows = None  # again: a search may have rebuilt the copy while this ran
+        self._rows = None
         return n
 
     def reconstruct(self, id_: int) -> np.ndarray:
@@ -428,7 +462,8 @@ class SignatureIndex:
         stored vector's component in the projection's subspace (an approximation).
         """
         try:
-            v = np.asarray(self._index.reconstruct(int(id_)), dtype=np.float32)
+            with self._lock.read():
+                v = np.asarray(self._index.reconstruct(int(id_)), dtype=np.float32)
         except RuntimeError:
             raise StoreError(f"id {id_} is not in the index") from None
         return v / np.float32(self._scale()) if self.compact else v
@@ -443,7 +478,10 @@ class SignatureIndex:
         q = self._check(query)
         if k < 1:
             raise InvalidArgumentError("k must be >= 1", field="k")
-        k = min(int(k), max(1, len(self)))
+        with self._lock.read():
+            return self._search_one_thread(q, min(int(k), max(1, len(self))))
+
+    def _search_one_thread(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if q.shape[0] > 1:
             return self._search(q, k)
         # One query gains nothing from OpenMP, and the idle team it wakes spins on the other
@@ -463,7 +501,7 @@ class SignatureIndex:
             return searcher.search(q, k)  # exact, or the store itself on a GPU
         import faiss
 
-        qp = np.ascontiguousarray(self.project(q))
+        qp = np.ascontiguousarray(self._project(q))
         fast = self._fast
         fast.nprobe = self._nprobe()
         r = max(k, min(self.config.rerank, len(self)))
@@ -498,16 +536,16 @@ class SignatureIndex:
         if len(self) <= 10_000 or not hasattr(faiss, "get_num_gpus") \
                 or faiss.get_num_gpus() == 0:
             return self._index
-        if self._gpu is None:  # copied once per change, not once per search
-            # on a GPU the store is scanned directly at the scanner's nprobe (not measured:
-            # no GPU here)
-            self._ivf().nprobe = self._nprobe()
-            self._gpu = faiss.index_cpu_to_all_gpus(self._index)
-        return self._gpu
+        with self._lazy:
+            if self._gpu is None:  # copied once per change, not once per search
+                # on a GPU the store is scanned directly at the scanner's nprobe (not
+                # measured: the lent GPU machine had no faiss)
+                self._ivf().nprobe = self._nprobe()
+                self._gpu = faiss.index_cpu_to_all_gpus(self._index)
+            return self._gpu
 
     def save(self) -> None:
         """Atomically write the index to `path` (temp file in the same dir, fsync, rename)."""
-        import faiss
 
         if self.path is None:
             raise StoreError("index has no path")
@@ -515,15 +553,8 @@ class SignatureIndex:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".index.", suffix=".tmp")
         os.close(fd)
         try:
-            if self.compact:
-                with open(tmp, "wb") as f:
-                    f.write(_MAGIC)
-                    for part in (self._index, self._fast):
-                        blob = faiss.serialize_index(part)
-                        f.write(int(blob.size).to_bytes(8, "little"))
-                        f.write(blob.tobytes())
-            else:
-                faiss.write_index(self._index, tmp)
+            with self._lock.read():  # a consistent snapshot: no change while it is written
+                self._write(tmp)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             crash_point("index.save.before_replace")
@@ -531,3 +562,16 @@ class SignatureIndex:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def _write(self, tmp: str) -> None:
+        import faiss
+
+        if self.compact:
+            with open(tmp, "wb") as f:
+                f.write(_MAGIC)
+                for part in (self._index, self._fast):
+                    blob = faiss.serialize_index(part)
+                    f.write(int(blob.size).to_bytes(8, "little"))
+                    f.write(blob.tobytes())
+        else:
+            faiss.write_index(self._index, tmp)

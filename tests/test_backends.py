@@ -261,3 +261,16 @@ def test_first_opens_from_many_threads_do_not_race_on_import(tmp_path):
                          timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[0] == "0", out.stdout
+
+
+def test_reopening_a_model_reuses_its_word_boundary_mask(tmp_path):
+    """The mask (one decode per vocabulary token) is built once per weights, not per open."""
+    from tinymodels import make_tiny_model
+
+    from lineage.backends.local_hf import LocalHFBackend
+
+    d = make_tiny_model(tmp_path / "m", seed=7)
+    a = LocalHFBackend(d, device="cpu")
+    m = a._boundary()
+    b = LocalHFBackend(d, device="cpu")
+    assert b._boundary_mask is m and b._boundary() is m

@@ -216,3 +216,107 @@ def test_a_stale_rerank_copy_drops_unknown_candidates_instead_of_failing():
         D, I = idx.search(X[500:520], 5)
         assert not np.isin(I, np.arange(500, 600) + base).any()
         assert (I >= base).all() and np.isfinite(D).all()
+
+
+def test_searches_run_alongside_upserts_and_removals_without_error():
+    """Threads search a compact index while another adds, replaces and removes vectors
+    (faiss alone would read lists mid-resize). Every answer is a well-formed top-k of ids
+    that were stored at some point, and after the changes a search sees their end state."""
+    import threading
+
+    rng = np.random.default_rng(11)
+    X = _clustered(rng, 1600, 64)
+    idx = SignatureIndex(64, config=IndexConfig(exact_max=100, proj_dim=32))
+    idx.upsert(np.arange(800), X[:800])
+    errors: list[BaseException] = []
+    answers: list[np.ndarray] = []
+    done = threading.Event()
+
+    def searcher(seed: int) -> None:
+        r = np.random.default_rng(seed)
+        try:
+            while not done.is_set():
+                q = X[r.integers(0, 1600, size=int(r.integers(1, 4)))]
+                D, I = idx.search(q, 5)
+                assert D.shape == I.shape == (len(q), 5)
+                answers.append(I)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=searcher, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for lo in range(800, 1600, 50):  # grows past a re-clustering, with removals between
+            idx.upsert(np.arange(lo, lo + 50), X[lo:lo + 50])
+            idx.remove(np.arange(lo - 800, lo - 780))
+            idx.upsert(np.arange(lo - 780, lo - 770), X[lo - 780:lo - 770])  # replace in place
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:1]
+    assert len(answers) > 10
+    got = np.concatenate([a.ravel() for a in answers])
+    assert ((got >= -1) & (got < 1600)).all()
+    removed = np.setdiff1d(np.arange(0, 800), idx.ids())
+    assert removed.size > 0
+    _, I = idx.search(X[removed[:20]], 5)
+    assert not np.isin(I, removed).any()
+
+
+def test_rwlock_readers_share_writers_exclude_and_go_first():
+    import threading
+    import time
+
+    from lineage.rwlock import RWLock
+
+    lock = RWLock()
+    inside, log = [], []
+    both_in = threading.Barrier(2, timeout=5)
+
+    def reader(name: str) -> None:
+        with lock.read():
+            inside.append(name)
+            both_in.wait()  # two readers hold the lock at once, or this times out
+            log.append(f"{name} out")
+
+    rs = [threading.Thread(target=reader, args=(n,)) for n in ("r1", "r2")]
+    for t in rs:
+        t.start()
+    for t in rs:
+        t.join()
+    assert sorted(inside) == ["r1", "r2"]
+
+    order = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def long_reader() -> None:
+        with lock.read():
+            holding.set()
+            release.wait(5)
+            order.append("reader 1 done")
+
+    def writer() -> None:
+        with lock.write(), lock.write(), lock.read():  # reentrant, and the writer may read
+            order.append("writer")
+
+    def late_reader() -> None:
+        with lock.read():
+            order.append("reader 2")
+
+    t1 = threading.Thread(target=long_reader)
+    t1.start()
+    holding.wait(5)
+    tw = threading.Thread(target=writer)
+    tw.start()
+    time.sleep(0.1)  # the writer is waiting for reader 1
+    t2 = threading.Thread(target=late_reader)
+    t2.start()
+    time.sleep(0.1)  # reader 2 must queue behind the waiting writer
+    assert order == []
+    release.set()
+    for t in (t1, tw, t2):
+        t.join(5)
+    assert order == ["reader 1 done", "writer", "reader 2"]

@@ -97,6 +97,32 @@ LOADED = _Loaded()
 _HF: tuple[Any, Any] | None = None
 
 
+class _Masks:
+    """Word-boundary masks by (path, weights sha256), so reopening a model skips decoding its
+    whole vocabulary again (one decode per token: ~1 s for a 150k vocabulary). LRU, bounded."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._d: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> Any:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+            return self._d.get(key)
+
+    def put(self, key: tuple[str, str], mask: Any) -> None:
+        with self._lock:
+            self._d[key] = mask
+            self._d.move_to_end(key)
+            while len(self._d) > self._size:
+                self._d.popitem(last=False)
+
+
+_BOUNDARY = _Masks()
+
+
 def _transformers() -> tuple[Any, Any]:
     """transformers' Auto classes, imported once under a lock: its lazy module is not safe to
     import from several threads at once (a second thread can see a half-initialised module
@@ -193,7 +219,8 @@ class LocalHFBackend:
             "model_type": str(cfg.get("model_type", "")),
         }
         self.usage = Usage(max_queries=max_queries)
-        self._boundary_mask: Any = None
+        self._boundary_mask: Any = _BOUNDARY.get((str(self.path), sha))
+        self._boundary_key = (str(self.path), sha)
         # prefix sharing needs a cache object whose rows can be repeated (transformers'
         # Cache); logits_to_keep (when the model takes it) skips the prompt's unused logits
         from transformers import cache_utils
@@ -345,6 +372,7 @@ class LocalHFBackend:
             if self.tokenizer.eos_token_id is not None:
                 mask[self.tokenizer.eos_token_id] = True
             self._boundary_mask = mask
+            _BOUNDARY.put(self._boundary_key, mask)
         return self._boundary_mask
 
     def word_distribution(
