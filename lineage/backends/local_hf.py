@@ -303,36 +303,42 @@ class LocalHFBackend:
         """
         import torch
 
-        span: list[float] = [0.0] * len(seqs)
-        bnd: list[float] = [0.0] * len(seqs)
+        span = np.zeros(len(seqs))
+        bnd = np.zeros(len(seqs))
         pad = self.tokenizer.pad_token_id
+        dev = self.device
+        mask = boundary.to(dev) if boundary is not None else None
         for idx in self._batches([len(s) for s in seqs]):
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            att = torch.zeros((len(idx), width), dtype=torch.long)
-            sel = torch.zeros((len(idx), width - 1), dtype=torch.float32)
-            last = torch.zeros(len(idx), dtype=torch.long)
-            for r, i in enumerate(idx):
-                n = len(seqs[i])
-                ids[r, :n] = torch.tensor(seqs[i])
-                att[r, :n] = 1
-                sel[r, max(0, starts[i] - 1): n - 1] = 1.0  # positions predicting the span
-                last[r] = n - 1
+            B = len(idx)
+            n = np.fromiter((len(seqs[i]) for i in idx), dtype=np.int64, count=B)
+            st = np.fromiter((starts[i] for i in idx), dtype=np.int64, count=B)
+            width = int(n.max())
+            cols = np.arange(width)[None, :]
+            real = cols < n[:, None]  # right padding
+            ids_np = np.full((B, width), pad, dtype=np.int64)
+            ids_np[real] = np.fromiter(chain.from_iterable(seqs[i] for i in idx),
+                                       dtype=np.int64, count=int(n.sum()))
+            # positions t predicting the span's tokens t + 1: starts - 1 <= t < n - 1
+            sel_np = (cols[:, :-1] >= np.maximum(st - 1, 0)[:, None]) \
+                & (cols[:, :-1] < (n - 1)[:, None])
+            ids = torch.from_numpy(ids_np).to(dev)
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device),
-                                    attention_mask=att.to(self.device)).logits.float().cpu()
+                # reduced on the model's device: only [B] numbers come back, not the logits
+                logits = self.model(input_ids=ids,
+                                    attention_mask=torch.from_numpy(real.astype(np.int64))
+                                    .to(dev)).logits.float()
                 lse = torch.logsumexp(logits, -1)  # [B, W]
                 tgt = logits[:, :-1].gather(2, ids[:, 1:, None]).squeeze(-1) - lse[:, :-1]
-                sums = (tgt * sel).sum(1)
-                if boundary is not None:
-                    rows = logits[torch.arange(len(idx)), last][:, : boundary.shape[0]]
-                    b = torch.logsumexp(rows.masked_fill(~boundary, float("-inf")), -1) \
-                        - lse[torch.arange(len(idx)), last]
-            for r, i in enumerate(idx):
-                span[i] = float(sums[r])
-                if boundary is not None:
-                    bnd[i] = float(b[r])
-        return span, bnd
+                sel = torch.from_numpy(sel_np).to(dev)
+                span[idx] = torch.where(sel, tgt, 0.0).sum(1).double().cpu().numpy()
+                if mask is not None:
+                    r = torch.arange(B, device=dev)
+                    last = torch.from_numpy(n - 1).to(dev)
+                    rows = logits[r, last][:, : mask.shape[0]]
+                    bnd[idx] = (torch.logsumexp(rows.masked_fill(~mask, float("-inf")), -1)
+                                - lse[r, last]).double().cpu().numpy()
+                del logits, lse, tgt
+        return span.tolist(), bnd.tolist()
 
     def _fit(self, prompt_ids: list[int], cont_ids: list[int]) -> list[int]:
         """Left-truncate the prompt so prompt+continuation fits the context."""
