@@ -34,7 +34,8 @@ MAX_BATCH_TOKENS = 16_384
 MAX_BATCH_TOKENS_CUDA = 65_536
 #: the tree pass keeps logits for every position of a group: its token budget shrinks with
 #: the vocabulary so that the logits stay under this many elements (1 GiB of float32 on the
-#: CPU; 4 GiB of bf16 on a GPU, where 65,536 tokens x a 32k vocabulary still fit)
+#: CPU; 4 GiB of bf16 on a GPU, where 65,536 tokens x a 32k vocabulary still fit). The
+#: float32 softmax over the continuations' last positions adds up to twice that on a GPU.
 MAX_LOGITS = 1 << 28
 MAX_LOGITS_CUDA = 1 << 31
 _WORDCH = re.compile(r"[A-Za-z0-9_]")
