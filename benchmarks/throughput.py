@@ -38,7 +38,8 @@ Session 7 (profiled with torch.profiler on an H200 through `benchmarks/gpu.py --
 the CPU figures below are this script, alone on the 2-core machine): the KV-cache path spent
 most of its GPU time outside the GEMMs, on repeating and extending ~10^4 cache rows of one
 query token each and on attention over them; the tree pass removes the repetition. Here:
-zoo t1 21.4x -> 43.0x, 102M Llama 24.2x -> 34.0x the naive loop, same tolerance.
+zoo t1 21.4x -> 34.7x (43.0x in another run), 102M Llama 24.2x -> 32.9x (34.0x) the naive
+loop, same tolerance.
 """
 
 from __future__ import annotations
