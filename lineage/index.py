@@ -26,8 +26,10 @@ Two representations, chosen by size (`IndexConfig.exact_max`):
     against the store's codes. A search therefore returns the store's own top-k whenever the
     true top-k are among the candidates.
   The re-rank reads a decoded, id-sorted float32 copy of the store (1 KB a vector), rebuilt
-  on the first search after a change: 91 ms at 1e5 (`benchmarks/index.py --n 100000`, its
-  `first_search_ms`; a search then takes ~1.2 ms), linear in n.
+  on the first search after a change: 91 ms at 1e5 and 5.7 s at 1e6 (`benchmarks/index.py
+  --n N`, its `first_search_ms`; a search then takes ~1.2 ms and ~4.2 ms). Searches wait
+  for it, so at 1e6 every registration stalls the next searches by seconds; keeping the copy
+  up to date incrementally is not done.
   The projection is data-independent, so switching needs no fitting and later vectors land in
   the same space. Both inverted files remove by id, so upserts stay in place. When the index
   has grown so that its list count is half what its size calls for, the lists are
