@@ -320,3 +320,38 @@ def test_rwlock_readers_share_writers_exclude_and_go_first():
     for t in (t1, tw, t2):
         t.join(5)
     assert order == ["reader 1 done", "writer", "reader 2"]
+
+
+def test_rerank_copy_is_kept_current_across_changes_without_a_rebuild():
+    """After upserts, replacements and removals (no re-clustering) the re-rank copy is updated
+    in place: it is never dropped, its live rows equal a rebuild's, and searches answer as
+    they do after a rebuild."""
+    rng = np.random.default_rng(12)
+    X = _clustered(rng, 900, 64)
+    cfg = IndexConfig(exact_max=100, proj_dim=32, nprobe=1 << 16, rerank=10_000)
+    idx = SignatureIndex(64, config=cfg)
+    idx.upsert(np.arange(700), X[:700])
+    lists = idx._ivf().nlist
+    assert nlist_for(900) < 2 * lists  # growing to 900 does not re-cluster
+    idx.search(X[:1], 5)  # builds the copy
+    sid, y, table = idx._rows
+    idx._ybuf = y.copy()  # no spare room: the first add must grow the buffer
+    idx._rows = (sid, idx._ybuf, table)
+    for lo in range(700, 900, 50):
+        idx.upsert(np.arange(lo, lo + 50), X[lo:lo + 50])
+        idx.remove(np.arange(lo - 700, lo - 690))
+        idx.upsert(np.arange(lo - 690, lo - 685), X[lo - 300:lo - 295])  # replaced vectors
+        assert idx._rows is not None
+    assert idx._ivf().nlist == lists  # no re-clustering happened
+    _, y, table = idx._rows
+    live = idx.ids()
+    fresh_ids, fresh_y, _ = idx._build_rows()
+    assert np.array_equal(np.sort(live), fresh_ids)
+    np.testing.assert_array_equal(y[table[fresh_ids]], fresh_y)
+    assert (table[np.setdiff1d(np.arange(900), live)] == -1).all()
+    Q = X[rng.integers(0, 900, 40)]
+    kept = idx.search(Q, 10)
+    idx._rows = None  # force a rebuild
+    rebuilt = idx.search(Q, 10)
+    np.testing.assert_array_equal(kept[1], rebuilt[1])
+    np.testing.assert_allclose(kept[0], rebuilt[0], rtol=1e-6)
