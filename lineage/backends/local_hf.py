@@ -392,9 +392,11 @@ class LocalHFBackend:
         space or with other whitespace, carry little mass after a prompt that ends in a word).
         Probabilities are rescaled so that a prompt's buckets sum to <= 1.
 
-        Each prompt is run once and its KV cache is shared by all of its buckets' continuations
-        (`_shared_prefix_logprobs`); a prompt too long for that (prompt + continuation past
-        the context, so the prompt would be truncated per bucket) runs one sequence per bucket.
+        Each prompt is run once for all of its buckets' continuations: in one row with them
+        under a tree mask (`_tree_logprobs`, the architectures in `TREE_MODEL_TYPES`), else
+        with its KV cache shared by them (`_shared_prefix_logprobs`). A prompt too long for
+        that (prompt + continuation past the context, so the prompt would be truncated per
+        bucket) runs one sequence per bucket.
         """
         self.usage.reserve(len(prompts))
         mask = self._boundary()
