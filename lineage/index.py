@@ -363,7 +363,7 @@ class SignatureIndex:
         import faiss
 
         rows = self._rows
-        if rows is None:
+        if rows is None or i.size == 0:
             return
         sid, y, table = rows
         n = y.shape[0]

@@ -342,6 +342,7 @@ def test_rerank_copy_is_kept_current_across_changes_without_a_rebuild():
         idx.remove(np.arange(lo - 700, lo - 690))
         idx.upsert(np.arange(lo - 690, lo - 685), X[lo - 300:lo - 295])  # replaced vectors
         assert idx._rows is not None
+    idx.upsert(np.zeros(0, np.int64), np.zeros((0, 64), np.float32))  # nothing to add
     assert idx._ivf().nlist == lists  # no re-clustering happened
     _, y, table = idx._rows
     live = idx.ids()
