@@ -161,14 +161,13 @@ def test_tree_mask_pass_equals_cache_path_and_one_sequence_per_bucket(tmp_path, 
     cap = local_hf.MAX_LOGITS
     local_hf.MAX_LOGITS = 60 * b._boundary().shape[0]
     budgets = []
-    b._batches_under = lambda lengths, budget: (budgets.append(budget),
-                                                LocalHFBackend._batches_under(lengths,
-                                                                              budget))[1]
+    b._batches = lambda lengths, budget=None: (budgets.append(budget),
+                                               LocalHFBackend._batches(lengths, budget))[1]
     try:
         got["tree_capped"] = np.asarray(b.word_distribution(prompts, [words] * len(prompts)))
     finally:
         local_hf.MAX_LOGITS = cap
-        del b._batches_under
+        del b._batches
     assert budgets == [60]
     np.testing.assert_allclose(got["tree_capped"], got["tree"], rtol=1e-5, atol=1e-9)
     assert got["tree"].min() > 0

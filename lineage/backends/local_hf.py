@@ -151,24 +151,21 @@ def _transformers() -> tuple[Any, Any]:
 TREE_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gpt_neox", "gpt2"})
 
 
-def _transformers_major() -> int:
-    import transformers
-
-    try:
-        return int(transformers.__version__.split(".")[0])
-    except ValueError:
-        return 0
-
-
-def _dtype_kw(dtype: Any) -> dict[str, Any]:
-    """from_pretrained's dtype argument: `dtype` since transformers 4.56, `torch_dtype` before."""
+def _transformers_version() -> tuple[int, int]:
+    """(major, minor) of the installed transformers; (0, 0) if unreadable."""
     import transformers
 
     try:
         major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
     except ValueError:
-        return {"dtype": dtype}
-    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+        return (0, 0)
+    return (major, minor)
+
+
+def _dtype_kw(dtype: Any) -> dict[str, Any]:
+    """from_pretrained's dtype argument: `dtype` since transformers 4.56, `torch_dtype` before."""
+    v = _transformers_version()
+    return {"dtype": dtype} if v >= (4, 56) or v == (0, 0) else {"torch_dtype": dtype}
 
 
 def weights_sha256(path: Path) -> str:
@@ -230,7 +227,7 @@ class LocalHFBackend:
         # one pass per prompt with all its continuations laid out after it under a tree mask
         # (`_tree_logprobs`), for architectures whose positions come from position_ids alone
         # and whose transformers takes a custom 4D mask as given (5.x's masking_utils)
-        self._tree = (_transformers_major() >= 5
+        self._tree = (_transformers_version() >= (5, 0)
                       and self.identity["model_type"] in TREE_MODEL_TYPES)
         # a custom mask replaces a sliding window: rows whose prompt and continuation could
         # reach past the window take the cache path, which keeps the model's own masking
@@ -277,19 +274,19 @@ class LocalHFBackend:
     def _encode_cont(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Group item indices, longest first, so each batch stays under MAX_BATCH_TOKENS."""
+    @staticmethod
+    def _batches(lengths: Sequence[int], budget: int | None = None) -> list[list[int]]:
+        """Item indices grouped longest first so each group's rows x longest <= budget
+        (MAX_BATCH_TOKENS by default); an item longer than the budget is a group alone."""
+        budget = MAX_BATCH_TOKENS if budget is None else budget
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         out: list[list[int]] = []
         cur: list[int] = []
-        width = 0
         for i in order:
-            w = max(width, lengths[i])
-            if cur and w * (len(cur) + 1) > MAX_BATCH_TOKENS:
+            if cur and lengths[cur[0]] * (len(cur) + 1) > budget:
                 out.append(cur)
-                cur, w = [], lengths[i]
+                cur = []
             cur.append(i)
-            width = w
         if cur:
             out.append(cur)
         return out
@@ -484,7 +481,7 @@ class LocalHFBackend:
             pinned.append(t)
             return t.to(dev, non_blocking=True)
 
-        for g in self._batches_under(rowlen, budget):
+        for g in self._batches(rowlen, budget):
             P = len(g)
             T = max(rowlen[k] for k in g)
             # every index below is built with numpy over the whole group (no per-token loop)
@@ -555,21 +552,6 @@ class LocalHFBackend:
         both = torch.cat(outs).double().cpu().numpy()  # the one sync, after every group
         pinned.clear()
         return np.concatenate(keys), both
-
-    @staticmethod
-    def _batches_under(lengths: Sequence[int], budget: int) -> list[list[int]]:
-        """Item indices grouped longest first so each group's rows x longest <= budget."""
-        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        out: list[list[int]] = []
-        cur: list[int] = []
-        for i in order:
-            if cur and lengths[cur[0]] * (len(cur) + 1) > budget:
-                out.append(cur)
-                cur = []
-            cur.append(i)
-        if cur:
-            out.append(cur)
-        return out
 
     def _shared_prefix_logprobs(self, items: list[tuple[int, list[int], list[list[int]]]],
                                 boundary: Any) -> tuple[Any, Any]:
