@@ -28,8 +28,8 @@ from lineage.index import SignatureIndex
 from lineage.signatures import exact_distribution, histogram
 from lineage.store import Store, utcnow
 from lineage.suites import Suite, default_suite
-from lineage.types import Candidate, Evidence, ModelRecord, ScanResult, SearchHit, ROLES
-from lineage.verdict import Observed, TeacherTest, decide, teacher_test
+from lineage.types import ROLES, Candidate, Evidence, ModelRecord, ScanResult, SearchHit
+from lineage.verdict import SHARP_TEMPERATURE, Observed, TeacherTest, decide, teacher_test
 
 __all__ = ["Lineage", "Settings", "Progress", "QueryPlan", "plan_queries"]
 
@@ -102,6 +102,7 @@ class Lineage:
         self.suite = suite or default_suite()
         self.store = Store(self.home / "lineage.db")
         self._lock = threading.RLock()
+        self._fill_lock = threading.Lock()
         self._cache: OrderedDict[str, ModelBackend] = OrderedDict()
         self._loading: dict[str, threading.Lock] = {}
         self._roles: tuple[dict[int, str], int] | None = None  # (teacher names, #references)
@@ -211,20 +212,23 @@ class Lineage:
         with self._lock:
             others = self.store.list_models()
         score_rows: dict[tuple[str, str], np.ndarray] = {}
+        tempered: dict[tuple[str, str, float], np.ndarray] = {}
         # a model's own row is the log-probability of its sampled path, as a suspect reports it
         score_rows[(name, name)] = _self_ll(rows).astype(np.float32)
         for i, o in enumerate(others):
             prog("cross-scoring", i, len(others))
             ob = self._backend(o.uri)
             _, osamples = self.store.fingerprint(o.id)
-            score_rows[(o.name, name)] = self._score(ob, samples)
-            score_rows[(name, o.name)] = self._score(backend, osamples)
+            for scorer, gen, b, smp in ((o.name, name, ob, samples),
+                                        (name, o.name, backend, osamples)):
+                score_rows[(scorer, gen)], tempered[(scorer, gen, SHARP_TEMPERATURE)] = \
+                    self._score_both(b, smp)
         crash_point("register.before_store")
         with self._lock:
             rec = self.store.add_model(
                 name=name, role=role, uri=uri, identity=backend.identity,
                 suite_name=S.name, suite_hash=S.hash, dist=dist, samples=samples,
-                score_rows=score_rows, request_id=request_id)
+                score_rows=score_rows, request_id=request_id, tempered_rows=tempered)
             crash_point("register.after_store")
             self._roles = None
             if role == "reference":
@@ -234,14 +238,36 @@ class Lineage:
                 self.index.save()
         return rec
 
-    def _score(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
-               ) -> np.ndarray:
-        """log P(sample | prompt) for samples [P][n] of probes offset.. -> [P, n] float32."""
+    def _score_both(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """`_score` at temperature 1 and at SHARP_TEMPERATURE, from one forward pass."""
         S = self.suite
         P, n = len(samples), len(samples[0])
         prompts = [S.probes[offset + i].prompt for i in range(P) for _ in range(n)]
         conts = [t for row in samples for t in row]
-        return np.asarray(backend.score(prompts, conts), dtype=np.float32).reshape(P, n)
+        both = np.asarray(backend.score_tempered(prompts, conts, (1.0, SHARP_TEMPERATURE)),
+                          dtype=np.float32).reshape(P, n, 2)
+        return both[..., 0], both[..., 1]
+
+    def _ensure_tempered(self, recs: list[ModelRecord]) -> dict[tuple[int, int], np.ndarray]:
+        """The tempered score matrix, after filling in any (scorer, generator) pair of
+        registered models that lacks one (homes registered before the table existed, or a
+        model registered by an older version). Returns the matrix."""
+        have = self.store.tempered_matrix(SHARP_TEMPERATURE)
+        missing = [(a, b) for a in recs for b in recs
+                   if a.id != b.id and (a.id, b.id) not in have]
+        if not missing:
+            return have
+        with self._fill_lock:
+            have = self.store.tempered_matrix(SHARP_TEMPERATURE)
+            rows: dict[tuple[int, int], np.ndarray] = {}
+            for a, b in missing:
+                if (a.id, b.id) in have:
+                    continue
+                _, smp = self.store.fingerprint(b.id)
+                rows[(a.id, b.id)] = self._score_both(self._backend(a.uri), smp)[1]
+            self.store.add_tempered(rows, SHARP_TEMPERATURE)
+            return self.store.tempered_matrix(SHARP_TEMPERATURE)
 
     def get_model(self, name: str) -> ModelRecord:
         return self.store.get_model(name)
@@ -315,11 +341,13 @@ class Lineage:
         rows: list[list[Sample]] = []
         word_probs: list[list[float]] = []
         ll: dict[int, np.ndarray] = {}
+        ll_sharp: dict[int, np.ndarray] = {}
         looks = _looks(plan.probes, early_stop)
         weights = LOOK_WEIGHTS[-len(looks):] if len(looks) > 1 else (1.0,)
         best: dict[str, float] = {}
         stopped = False
         allsc = self.store.score_matrix()  # read the registered population once per scan
+        sharp = self._ensure_tempered(tlist + refs) if sees_logprobs else {}
         fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
         for k, (P, w) in enumerate(zip(looks, weights)):
             lo = len(rows)
@@ -333,15 +361,19 @@ class Lineage:
             new = [[x.text for x in row] for row in rows[lo:P]]
             for i, r in enumerate(tlist + refs):
                 prog("scoring", i, len(tlist) + len(refs))
-                part = self._score(self._backend(r.uri), new, offset=lo).astype(np.float64)
-                ll[r.id] = part if r.id not in ll else np.concatenate([ll[r.id], part])
+                p1, pt = (a.astype(np.float64)
+                          for a in self._score_both(self._backend(r.uri), new, offset=lo))
+                ll[r.id] = p1 if r.id not in ll else np.concatenate([ll[r.id], p1])
+                ll_sharp[r.id] = pt if r.id not in ll_sharp \
+                    else np.concatenate([ll_sharp[r.id], pt])
             samples = [[x.text for x in row] for row in rows]
             sub = suite.subset(P)
             dist = exact_distribution(word_probs) if mode is AccessMode.FULL \
                 else histogram(sub, samples)
             suspect = Observed(dist, _chars(samples), dict(ll),
-                               _self_ll(rows) if sees_logprobs else None)
-            tests = self._tests(tlist, refs, suspect, P, plan.samples, mode, allsc, fps)
+                               _self_ll(rows) if sees_logprobs else None,
+                               dict(ll_sharp) if sees_logprobs else None)
+            tests = self._tests(tlist, refs, suspect, P, plan.samples, mode, allsc, fps, sharp)
             for t, x in zip(tlist, tests):
                 p = 1.0 if x is None else min(1.0, x.p_value / w)
                 best[t.name] = min(best.get(t.name, 1.0), p)
@@ -367,10 +399,13 @@ class Lineage:
 
     def _tests(self, tlist: list[ModelRecord], refs: list[ModelRecord], suspect: Observed,
                P: int, n: int, mode: AccessMode, allsc: dict[tuple[int, int], np.ndarray],
-               fps: dict[int, tuple[np.ndarray, list[list[str]]]]) -> list[TeacherTest | None]:
+               fps: dict[int, tuple[np.ndarray, list[list[str]]]],
+               sharp: dict[tuple[int, int], np.ndarray] | None = None
+               ) -> list[TeacherTest | None]:
         """One test per teacher on the first P probes, n samples each (None: no test).
 
-        `allsc` and `fps` are the store's score matrix and fingerprints, read once per scan.
+        `allsc`, `sharp` and `fps` are the store's score matrices (at temperature 1 and at
+        SHARP_TEMPERATURE) and fingerprints, read once per scan.
         """
         if len(refs) < stats.MIN_REFERENCES:
             return [None] * len(tlist)
@@ -388,7 +423,10 @@ class Lineage:
                 {sid: allsc[(sid, r.id)][:P, :n].astype(np.float64)
                  for sid in scorer_ids if sid != r.id},
                 None if mode is AccessMode.TEXT
-                else allsc[(r.id, r.id)][:P, :n].astype(np.float64))
+                else allsc[(r.id, r.id)][:P, :n].astype(np.float64),
+                None if mode is AccessMode.TEXT or not sharp
+                else {sid: sharp[(sid, r.id)][:P, :n].astype(np.float64)
+                      for sid in scorer_ids if sid != r.id and (sid, r.id) in sharp})
         return [teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact)
                 for t in tlist]
 

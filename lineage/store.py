@@ -4,6 +4,9 @@ Tables:
 - `models`: one row per registered teacher or reference.
 - `fingerprints`: per model, its exact bucket distributions and its own samples.
 - `scores`: log-likelihoods of one model's samples under another (scorer, generator).
+- `tempered_scores`: the same under the scorer's logits divided by a temperature (in
+  thousandths), for the divergence statistic (`verdict`). Homes made before this table
+  existed get their rows filled in by the first scan that needs them (`Lineage`).
 - `scans`: finished scan results as JSON.
 
 Arrays are stored as `.npy` bytes (never pickles). The FAISS index is derived data: the store
@@ -57,6 +60,15 @@ scores = sa.Table(
               primary_key=True),
     sa.Column("logp", sa.LargeBinary, nullable=False),
 )
+tempered_scores = sa.Table(
+    "tempered_scores", meta,
+    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("generator_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("tau_milli", sa.Integer, primary_key=True),
+    sa.Column("logp", sa.LargeBinary, nullable=False),
+)
 scans = sa.Table(
     "scans", meta,
     sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
@@ -80,6 +92,10 @@ def encode_array(a: np.ndarray) -> bytes:
 
 def decode_array(b: bytes) -> np.ndarray:
     return np.load(io.BytesIO(b), allow_pickle=False)
+
+
+def _milli(tau: float) -> int:
+    return round(float(tau) * 1000)
 
 
 def _record(row: Any) -> ModelRecord:
@@ -119,10 +135,12 @@ class Store:
         self, *, name: str, role: str, uri: str, identity: dict[str, str], suite_name: str,
         suite_hash: str, dist: np.ndarray, samples: list[list[str]],
         score_rows: dict[tuple[str, str], np.ndarray], request_id: str | None = None,
+        tempered_rows: dict[tuple[str, str, float], np.ndarray] | None = None,
     ) -> ModelRecord:
         """Insert a model, its fingerprint and its new score rows in one transaction.
 
         `score_rows` keys are (scorer name, generator name); the new model's name may appear.
+        `tempered_rows` keys are (scorer name, generator name, temperature).
         """
         try:
             with self.engine.begin() as c:
@@ -140,6 +158,10 @@ class Store:
                 for (scorer, gen), arr in score_rows.items():
                     c.execute(scores.insert().values(
                         scorer_id=ids[scorer], generator_id=ids[gen], logp=encode_array(arr)))
+                for (scorer, gen, tau), arr in (tempered_rows or {}).items():
+                    c.execute(tempered_scores.insert().values(
+                        scorer_id=ids[scorer], generator_id=ids[gen], tau_milli=_milli(tau),
+                        logp=encode_array(arr)))
                 crash_point("store.add_model.in_tx")
         except sa.exc.IntegrityError as e:
             raise AlreadyExistsError(f"model {name!r} or its request id exists: {e.orig}") from None
@@ -180,6 +202,9 @@ class Store:
         with self.engine.begin() as c:
             c.execute(scores.delete().where(
                 (scores.c.scorer_id == rec.id) | (scores.c.generator_id == rec.id)))
+            c.execute(tempered_scores.delete().where(
+                (tempered_scores.c.scorer_id == rec.id)
+                | (tempered_scores.c.generator_id == rec.id)))
             c.execute(fingerprints.delete().where(fingerprints.c.model_id == rec.id))
             c.execute(models.delete().where(models.c.id == rec.id))
         return rec
@@ -197,6 +222,29 @@ class Store:
         with self.engine.connect() as c:
             return {(r.scorer_id, r.generator_id): decode_array(r.logp)
                     for r in c.execute(sa.select(scores))}
+
+    def tempered_matrix(self, tau: float) -> dict[tuple[int, int], np.ndarray]:
+        """Stored (scorer_id, generator_id) -> [P, n] float32 log-likelihoods at `tau`."""
+        q = sa.select(tempered_scores).where(tempered_scores.c.tau_milli == _milli(tau))
+        with self.engine.connect() as c:
+            return {(r.scorer_id, r.generator_id): decode_array(r.logp) for r in c.execute(q)}
+
+    def add_tempered(self, rows: dict[tuple[int, int], np.ndarray], tau: float) -> None:
+        """Store tempered rows for existing models in one transaction; rows already there
+        (a concurrent scan filled them) and rows of models deleted meanwhile are skipped."""
+        if not rows:
+            return
+        with self.engine.begin() as c:
+            alive = {r.id for r in c.execute(sa.select(models.c.id))}
+            have = {(r.scorer_id, r.generator_id) for r in c.execute(
+                sa.select(tempered_scores.c.scorer_id, tempered_scores.c.generator_id)
+                .where(tempered_scores.c.tau_milli == _milli(tau)))}
+            for (sid, gid), arr in rows.items():
+                if (sid, gid) in have or sid not in alive or gid not in alive:
+                    continue
+                c.execute(tempered_scores.insert().values(
+                    scorer_id=sid, generator_id=gid, tau_milli=_milli(tau),
+                    logp=encode_array(arr)))
 
     # -- scans -----------------------------------------------------------------------------
 

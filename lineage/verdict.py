@@ -1,7 +1,7 @@
 """The per-teacher test and the verdict.
 
-Two statistics measure how close a generator G (the suspect, or a reference playing the suspect)
-is to teacher T, both relative to a pool of references that excludes G:
+Up to three statistics measure how close a generator G (the suspect, or a reference playing
+the suspect) is to teacher T, each relative to a pool of references that excludes G:
 
 1. *closeness*: how much more likely T finds G's own sampled text than the references do,
    in nats per character (characters, not tokens, so tokenizers do not matter):
@@ -9,17 +9,28 @@ is to teacher T, both relative to a pool of references that excludes G:
    A student that learned from T's text writes text that T finds unusually likely.
 2. *similarity*: the cosine between G's and T's first-word signatures (`signatures`) after
    centring on the pool and projecting out the directions in which the pool's models differ.
-3. *agreement* (full and logprobs access only, where G's own log-likelihood of its samples is
-   visible): minus the KL divergence from G to T on G's text, per character,
-       sum_x [log P_T(x) - log P_G(x)] / sum_x chars(x).
+3. *divergence* (full and logprobs access only, where G's own log-likelihood of its samples
+   is visible): how many times smaller G's divergence to a sharpened T is than its divergence
+   to the sharpened references, on a log scale:
+       mean_R log KL(G || R_tau) - log KL(G || T_tau),   tau = SHARP_TEMPERATURE,
+   with KL(G || M_tau) = sum_x [log P_G(x) - log P_M,tau(x)] / sum_x chars(x) estimated on
+   G's samples, and M_tau the model M with its logits divided by tau. The sharpened scorer
+   puts its mass on its modes, which a distilled student copies first (sequence-level KD
+   data are usually sampled below temperature 1); the ratio, unlike a difference, does not
+   grow with how far G is from every model. Measured against the difference form and other
+   temperatures in `benchmarks/research/kl_temperature.py` (README Results).
 
 Each statistic is compared with its values over the references (each reference computed as a
-suspect against the others) by the t prediction test (`stats.prediction_pvalue`), and the two
-p-values are combined by Simes' rule (min over k of m * p_(k) / k), valid under independence or
-positive dependence (all statistics measure closeness to T). (Summing standardised statistics was tried first: with three references the sum's
-spread is estimated from three points that can cancel, which gave false positives.) References are observed
-exactly as the suspect is (same probes, same number of samples, same access mode), so the null
-draws carry the same noise as the suspect's statistic. Holm's correction runs across teachers.
+suspect against the others) by the t prediction test (`stats.prediction_pvalue`), and the
+p-values are combined by the weighted Simes rule (min over k of p_(k) / W_k, W_k the summed
+weight of the k smallest; valid under independence or positive dependence, and all three
+measure closeness to T). Weights: equal in text mode; with a divergence it gets 0.8 and the
+other two 0.1 each, because it was the most powerful part on both zoos while the others still
+catch what it misses at extremes (an exact copy). Summing standardised statistics was tried
+first: with three references the sum's spread is estimated from three points that can cancel,
+which gave false positives. References are observed exactly as the suspect is (same probes,
+same number of samples, same access mode), so the null draws carry the same noise as the
+suspect's statistic. Holm's correction runs across teachers.
 """
 
 from __future__ import annotations
@@ -30,7 +41,14 @@ import numpy as np
 
 from lineage import stats
 
-__all__ = ["Observed", "TeacherTest", "teacher_test", "decide"]
+__all__ = ["SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "decide", "teacher_test"]
+
+#: the temperature of the sharpened scorers in the divergence statistic
+SHARP_TEMPERATURE = 0.5
+#: prior weights of the statistics in the weighted Simes combination, by access
+WEIGHTS = {"divergence": 0.8, "closeness": 0.1, "similarity": 0.1}
+#: divergences are floored here (nats/char) before the log: an estimate can be <= 0
+KL_FLOOR = 1e-4
 
 
 @dataclass(frozen=True)
@@ -42,12 +60,15 @@ class Observed:
     ll:      scorer model id -> [P, n] float64 log-likelihood (nats) of each sample
     self_ll: [P, n] float64 the generator's own log-likelihood of its samples, when the access
              mode reveals it (full, logprobs); None in text mode
+    ll_sharp: scorer model id -> [P, n] float64 log-likelihood of each sample under the scorer
+             at SHARP_TEMPERATURE; None when not available
     """
 
     dist: np.ndarray
     chars: np.ndarray
     ll: dict[int, np.ndarray]
     self_ll: np.ndarray | None = None
+    ll_sharp: dict[int, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,10 +88,25 @@ def _closeness(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float, n
     return _ratio(g.ll[t_id] - ref, g.chars)
 
 
-def _agreement(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float, np.ndarray]:
-    """-KL(G || T) per char on g's own samples: sum [log P_T(x) - log P_G(x)] / chars."""
-    assert g.self_ll is not None
-    return _ratio(g.ll[t_id] - g.self_ll, g.chars)
+def _divergence(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
+    """mean_R log KL(G || R_tau) - log KL(G || T_tau): (value, jackknife standard error
+    over probes)."""
+    assert g.self_ll is not None and g.ll_sharp is not None
+    d = {m: (g.self_ll - g.ll_sharp[m]).sum(axis=1) for m in [t_id, *pool]}  # [P] nats
+    c = g.chars.sum(axis=1)
+
+    def stat(dsum: dict[int, np.ndarray], csum: np.ndarray) -> np.ndarray:
+        def log_kl(m: int) -> np.ndarray:
+            return np.log(np.maximum(dsum[m] / csum, KL_FLOOR))
+        return np.mean([log_kl(r) for r in pool], axis=0) - log_kl(t_id)
+
+    full = float(stat({m: np.array([v.sum()]) for m, v in d.items()}, np.array([c.sum()]))[0])
+    P = c.size
+    if P < 2:
+        return full, 0.0
+    loo = stat({m: v.sum() - v for m, v in d.items()}, c.sum() - c)  # leave one probe out
+    se = float(np.sqrt((P - 1) / P * ((loo - loo.mean()) ** 2).sum()))
+    return full, se
 
 
 def _ratio(diff: np.ndarray, chars: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -115,11 +151,17 @@ def _residual(v: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return v - basis.T @ (basis @ v) if basis.size else v
 
 
-def simes(pvalues: list[float]) -> float:
-    """Simes' combination: min_k m * p_(k) / k. Valid under independence or PRDS."""
-    p = sorted(pvalues)
-    m = len(p)
-    return min(1.0, min(m * p[k] / (k + 1) for k in range(m)))
+def simes(pvalues: list[float], weights: list[float] | None = None) -> float:
+    """Weighted Simes' combination: min_k p_(k) / W_k, W_k the summed (normalised) weight of
+    the k smallest p-values; equal weights give Simes' min_k m * p_(k) / k. Valid under
+    independence or PRDS (the weighted linear step-up, Blanchard & Roquain 2008)."""
+    m = len(pvalues)
+    w = np.ones(m) if weights is None else np.asarray(weights, dtype=np.float64)
+    if m == 0 or w.size != m or (w <= 0).any():
+        raise ValueError("one positive weight per p-value")
+    order = np.argsort(np.asarray(pvalues, dtype=np.float64), kind="stable")
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(min(1.0, min(pvalues[i] / cum[k] for k, i in enumerate(order))))
 
 
 def teacher_test(
@@ -144,16 +186,25 @@ def teacher_test(
     s, se_s = float(np.mean([a for a, _ in loo])), float(np.mean([b for _, b in loo]))
     parts["similarity"] = (s, se_s, [
         _similarity(refs[j], t_dist, [ref_exact[r] for r in ids if r != j])[0] for j in ids])
-    if suspect.self_ll is not None and all(refs[j].self_ll is not None for j in ids):
-        a, se_a, _ = _agreement(suspect, t_id, ids)
-        parts["agreement"] = (a, se_a, [_agreement(refs[j], t_id, [])[0] for j in ids])
+    if _has_divergence(suspect, t_id, ids) \
+            and all(_has_divergence(refs[j], t_id, [r for r in ids if r != j]) for j in ids):
+        v, se_v = _divergence(suspect, t_id, ids)
+        parts["divergence"] = (v, se_v, [
+            _divergence(refs[j], t_id, [r for r in ids if r != j])[0] for j in ids])
     p_parts = {k: stats.prediction_pvalue(x, null, floor_sd=se)
                for k, (x, se, null) in parts.items()}
     z = {k: _standardise(x, se, null) for k, (x, se, null) in parts.items()}
     nulls = [max(_z_of(null)[j] for (_, _, null) in parts.values()) for j in range(len(ids))]
+    weights = [WEIGHTS[k] for k in p_parts] if "divergence" in p_parts else None
     return TeacherTest(
-        statistic=max(z.values()), null=tuple(nulls), p_value=simes(list(p_parts.values())),
+        statistic=max(z.values()), null=tuple(nulls),
+        p_value=simes(list(p_parts.values()), weights),
         similarity=s, closeness=c, contributions=contrib, p_parts=p_parts)
+
+
+def _has_divergence(g: Observed, t_id: int, pool: list[int]) -> bool:
+    return g.self_ll is not None and g.ll_sharp is not None \
+        and all(m in g.ll_sharp for m in [t_id, *pool])
 
 
 def _standardise(x: float, se: float, null: list[float]) -> float:

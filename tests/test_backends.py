@@ -38,6 +38,8 @@ def test_text_view_strips_logprobs_and_refuses_logits():
         v.word_distribution(["a"], [["the"]])
     with pytest.raises(AccessModeError):
         v.score(["a"], ["b"])
+    with pytest.raises(AccessModeError):
+        v.score_tempered(["a"], ["b"], (0.5,))
 
 
 def test_logprobs_view_caps_k_and_refuses_logits():
@@ -96,6 +98,31 @@ def test_local_logprobs_agree_with_score(tiny):
     if len(ids) == out.n_tokens:  # re-tokenisation can differ from the sampled ids; skip then
         assert tiny.score(["Return the"], [out.text])[0] == pytest.approx(
             sum(out.token_logprobs), abs=1e-3)
+
+
+def test_tempered_score_is_the_sharpened_models_likelihood(tiny):
+    """score_tempered at tau equals the span's log-probability under logits / tau, computed
+    here directly from one forward pass; tau 1 is `score`; bad temperatures are refused."""
+    import torch
+
+    prompts = ["Return the", "Get"]
+    conts = [" value of the key", " lines"]
+    got = np.asarray(tiny.score_tempered(prompts, conts, (1.0, 0.5)))
+    assert got.shape == (2, 2)
+    np.testing.assert_allclose(got[:, 0], tiny.score(prompts, conts), atol=1e-4)
+    for i, (p, c) in enumerate(zip(prompts, conts)):
+        pid = tiny._encode(p)
+        cid = tiny._encode_cont(c)
+        ids = torch.tensor([pid + cid])
+        with torch.inference_mode():
+            logits = tiny.model(input_ids=ids).logits.float()[0] / 0.5
+        lp = torch.log_softmax(logits, -1)
+        want = sum(float(lp[len(pid) - 1 + k, t]) for k, t in enumerate(cid))
+        assert got[i, 1] == pytest.approx(want, abs=1e-3)
+    assert (got[:, 1] < got[:, 0]).any() or (got[:, 1] > got[:, 0]).any()
+    for bad in ((), (0.0,), (1.0,) * 9, (6.0,)):
+        with pytest.raises(InvalidArgumentError):
+            tiny.score_tempered(prompts, conts, bad)
 
 
 def test_word_distribution_is_a_subprobability(tiny):

@@ -121,3 +121,32 @@ def test_same_weights_at_two_paths_get_the_same_scan(eng, models, tmp_path):
     assert [(c.teacher, c.raw_p_value, c.statistic) for c in a.candidates] == \
         [(c.teacher, c.raw_p_value, c.statistic) for c in b.candidates]
     assert a.generated_tokens == b.generated_tokens
+
+
+def test_divergence_part_by_access_and_tempered_rows_filled_for_old_homes(eng, models):
+    """Registration stores every cross-score at the sharp temperature too; the divergence
+    part runs where the suspect's own log-likelihoods are visible (full, logprobs). A home
+    from before the tempered table (rows missing) gets them filled in by the next scan, with
+    the same values registration computes, so the scan's p-values do not change."""
+    import sqlalchemy as sa
+
+    from lineage.store import tempered_scores
+    from lineage.verdict import SHARP_TEMPERATURE
+
+    ids = [r.id for r in eng.list_models()]
+    before = eng.store.tempered_matrix(SHARP_TEMPERATURE)
+    assert set(before) == {(a, b) for a in ids for b in ids if a != b}
+    parts = {m: set(eng.scan(models["s1"], access=m, max_queries=30).candidates[0].p_parts)
+             for m in ("full", "logprobs", "text")}
+    assert parts == {"full": {"closeness", "similarity", "divergence"},
+                     "logprobs": {"closeness", "similarity", "divergence"},
+                     "text": {"closeness", "similarity"}}
+    first = eng.scan(models["s1"], access="full", max_queries=30).candidates[0]
+    with eng.store.engine.begin() as c:
+        c.execute(sa.delete(tempered_scores))
+    again = eng.scan(models["s1"], access="full", max_queries=30).candidates[0]
+    after = eng.store.tempered_matrix(SHARP_TEMPERATURE)
+    assert set(after) == set(before)
+    for k in before:
+        np.testing.assert_allclose(after[k], before[k], atol=1e-4)
+    assert again.p_parts == pytest.approx(first.p_parts, abs=1e-6)

@@ -48,3 +48,22 @@ def test_arrays_never_pickle():
     np.testing.assert_array_equal(decode_array(encode_array(a)), a)
     with pytest.raises(ValueError):
         decode_array(encode_array(np.array([object()], dtype=object)))
+
+
+def test_tempered_rows_roundtrip_fill_and_delete(tmp_path):
+    st = Store(tmp_path / "db.sqlite")
+    a = _add(st, "a")
+    b = st.add_model(name="b", role="teacher", uri="/m/b", identity={}, suite_name="s",
+                     suite_hash="h" * 64, dist=np.eye(3), samples=[["a", "b"]], score_rows={},
+                     tempered_rows={("a", "b", 0.5): np.full((1, 2), -3.0, np.float32)})
+    assert set(st.tempered_matrix(0.5)) == {(a.id, b.id)}
+    assert st.tempered_matrix(0.7) == {}  # rows are per temperature
+    # filling: an existing row is kept, a missing one added, a deleted model's row skipped
+    st.add_tempered({(a.id, b.id): np.zeros((1, 2), np.float32),
+                     (b.id, a.id): np.ones((1, 2), np.float32),
+                     (b.id, 999): np.ones((1, 2), np.float32)}, 0.5)
+    m = st.tempered_matrix(0.5)
+    assert set(m) == {(a.id, b.id), (b.id, a.id)}
+    np.testing.assert_array_equal(m[(a.id, b.id)], np.full((1, 2), -3.0))
+    st.delete_model("a")
+    assert st.tempered_matrix(0.5) == {}

@@ -4,7 +4,8 @@ when the suspect copies the teacher."""
 import numpy as np
 import pytest
 
-from lineage.verdict import Observed, decide, teacher_test
+from lineage import verdict as V
+from lineage.verdict import Observed, decide, simes, teacher_test
 
 
 def _population(rng, n_refs, P=40, n=2, B=6, copy=0.0):
@@ -56,3 +57,89 @@ def test_decide_verdicts():
     adj, v = decide([0.006, 0.3], 0.01, [True, True])
     assert v == ["inconclusive", "not_derived"]  # significant only before Holm
     assert adj == pytest.approx([0.012, 0.3])
+
+
+def _logit_population(rng, n_refs, P=40, n=2, copy=0.0):
+    """Like `_population`, with the generator's own log-likelihoods and sharpened scores, as
+    full/logprobs access gives them. Each generator g has a per-model divergence scale to each
+    scorer (log-normal: how far apart two independent models are); a copy (`copy` 1) of the
+    teacher has a small divergence to it."""
+    ids = list(range(n_refs + 1))
+    t, indep, _, exact = _population(rng, n_refs, P=P, n=n)
+    exact = {**exact, 99: indep.dist}  # the suspect's first words are an independent's
+    scale = {}
+
+    def observe(g):
+        chars = np.full((P, n), 40.0)
+        own = rng.normal(-60, 10, size=(P, n))
+        ll, sharp = {}, {}
+        for s in ids:
+            if s == g:
+                continue
+            kl = scale.setdefault((g, s), np.exp(rng.normal(np.log(0.3), 0.2)))
+            if g == 99 and s == 0:
+                kl *= np.exp(-copy * 3.0)  # 20 times closer to T than independents are
+            ll[s] = own - kl * chars + rng.normal(0, 2, size=(P, n))
+            sharp[s] = own - 2 * kl * chars + rng.normal(0, 2, size=(P, n))
+        return Observed(exact[g], chars, ll, own, sharp)
+
+    refs = {i: observe(i) for i in ids[1:]}
+    return t, observe(99), refs, {i: exact[i] for i in ids[1:]}
+
+
+@pytest.mark.parametrize("n_refs", [3, 6])
+def test_divergence_false_positive_rate_within_binomial_bound(n_refs):
+    rng = np.random.default_rng(300 + n_refs)
+    trials, alpha = 300, 0.05
+    hits = parts = 0
+    for _ in range(trials):
+        t, s, refs, exact = _logit_population(rng, n_refs)
+        r = teacher_test(0, t, s, refs, exact)
+        parts += "divergence" in r.p_parts
+        hits += r.p_value <= alpha
+    assert parts == trials
+    assert hits / trials <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
+
+
+def test_divergence_detects_a_close_student_with_three_references():
+    rng = np.random.default_rng(11)
+    detected = 0
+    for _ in range(20):
+        t, s, refs, exact = _logit_population(rng, 3, copy=1.0)
+        r = teacher_test(0, t, s, refs, exact)
+        detected += r.p_parts["divergence"] <= 0.01 and r.p_value <= 0.01 / 0.8
+    assert detected >= 15
+
+
+def test_divergence_value_is_the_log_ratio_of_divergences():
+    P, n = 3, 2
+    chars = np.full((P, n), 10.0)
+    own = np.full((P, n), -5.0)
+    # per char: KL to T 0.1, to reference 1 0.2, to reference 2 0.8
+    sharp = {0: own - 1.0, 1: own - 2.0, 2: own - 8.0}
+    g = Observed(np.ones((P, 2)) / 2, chars, {}, own, sharp)
+    v, se = V._divergence(g, 0, [1, 2])
+    assert v == pytest.approx((np.log(0.2) + np.log(0.8)) / 2 - np.log(0.1))
+    assert se == pytest.approx(0.0, abs=1e-12)  # every probe says the same
+    sharp[0] = own + 1.0  # a negative estimate is floored, not a log of a negative
+    assert np.isfinite(V._divergence(g, 0, [1, 2])[0])
+
+
+def test_text_mode_has_no_divergence_and_equal_weights():
+    rng = np.random.default_rng(5)
+    t, s, refs, exact = _population(rng, 3)
+    r = teacher_test(0, t, s, refs, exact)
+    assert set(r.p_parts) == {"closeness", "similarity"}
+    assert r.p_value == pytest.approx(simes(list(r.p_parts.values())))
+
+
+def test_weighted_simes():
+    assert simes([0.01, 0.04]) == pytest.approx(0.02)  # Simes: min(2 * 0.01, 0.04)
+    assert simes([0.01, 0.5, 0.9], [0.8, 0.1, 0.1]) == pytest.approx(0.0125)
+    assert simes([0.5, 0.01, 0.9], [0.1, 0.8, 0.1]) == pytest.approx(0.0125)
+    assert simes([0.3, 0.02, 0.02], [0.8, 0.1, 0.1]) == pytest.approx(0.1)  # 0.02 / 0.2
+    assert simes([0.9, 0.95], [1, 1]) == pytest.approx(0.95)
+    with pytest.raises(ValueError):
+        simes([0.1, 0.2], [1.0])
+    with pytest.raises(ValueError):
+        simes([0.1], [0.0])

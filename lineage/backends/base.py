@@ -132,6 +132,12 @@ class ModelBackend(Protocol):
         """Full-logit access only: log P(continuation | prompt) in nats, one per pair."""
         ...
 
+    def score_tempered(self, prompts: Sequence[str], continuations: Sequence[str],
+                       temperatures: Sequence[float]) -> list[list[float]]:
+        """Full-logit access only: log P_tau(continuation | prompt) for each temperature tau
+        (logits divided by tau), [N][K] nats."""
+        ...
+
 
 class ModelView:
     """A backend seen through one access mode. Only the allowed methods work."""
@@ -190,6 +196,11 @@ class ModelView:
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         self._require_full("score")
         return self._backend.score(prompts, continuations)
+
+    def score_tempered(self, prompts: Sequence[str], continuations: Sequence[str],
+                       temperatures: Sequence[float]) -> list[list[float]]:
+        self._require_full("score_tempered")
+        return self._backend.score_tempered(prompts, continuations, temperatures)
 
     def _require_full(self, what: str) -> None:
         if self.mode is not AccessMode.FULL:

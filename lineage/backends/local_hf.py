@@ -38,6 +38,8 @@ MAX_BATCH_TOKENS_CUDA = 65_536
 #: float32 softmax over the continuations' last positions adds up to twice that on a GPU.
 MAX_LOGITS = 1 << 28
 MAX_LOGITS_CUDA = 1 << 31
+#: at most this many temperatures per `score_tempered` call
+MAX_TEMPERATURES = 8
 _WORDCH = re.compile(r"[A-Za-z0-9_]")
 MAX_SAMPLES_PER_PROMPT = 64
 MAX_SAMPLE_ROWS = 512
@@ -292,21 +294,31 @@ class LocalHFBackend:
         return out
 
     def _span_logprobs(self, seqs: list[list[int]], starts: list[int],
-                       boundary: Any = None) -> tuple[list[float], list[float]]:
+                       boundary: Any = None, temperatures: Sequence[float] = ()
+                       ) -> tuple[Any, list[float]]:
         """Batched, right-padded forward passes.
 
         For each sequence returns the summed log-probability of tokens seqs[i][starts[i]:]
         given what precedes them, and (if `boundary`, a bool [V] mask) the log of the mass the
-        model puts on boundary tokens right after the sequence's last token.
+        model puts on boundary tokens right after the sequence's last token. With
+        `temperatures` the first is an [N, K] array: the span's log-probability under the
+        model's logits divided by each temperature (one forward pass for all K).
         """
         import torch
 
-        span = np.zeros(len(seqs))
+        temps = tuple(float(t) for t in temperatures) or (1.0,)
+        span = np.zeros((len(seqs), len(temps)))
         bnd = np.zeros(len(seqs))
         pad = self.tokenizer.pad_token_id
         dev = self.device
         mask = boundary.to(dev) if boundary is not None else None
-        for idx in self._batches([len(s) for s in seqs]):
+        # the logits ([rows x width x V] float32) and, with a temperature, one scaled copy
+        # stay under the logits bound, as in the tree pass
+        V = self.model.get_output_embeddings().weight.shape[0]
+        cap = MAX_LOGITS_CUDA if str(dev).startswith("cuda") else MAX_LOGITS
+        budget = max(1, min(MAX_BATCH_TOKENS,
+                            cap // (max(V, 1) * (1 if temps == (1.0,) else 2))))
+        for idx in self._batches([len(s) for s in seqs], budget):
             B = len(idx)
             n = np.fromiter((len(seqs[i]) for i in idx), dtype=np.int64, count=B)
             st = np.fromiter((starts[i] for i in idx), dtype=np.int64, count=B)
@@ -326,17 +338,22 @@ class LocalHFBackend:
                                     attention_mask=torch.from_numpy(real.astype(np.int64))
                                     .to(dev)).logits.float()
                 lse = torch.logsumexp(logits, -1)  # [B, W]
-                tgt = logits[:, :-1].gather(2, ids[:, 1:, None]).squeeze(-1) - lse[:, :-1]
+                picked = logits[:, :-1].gather(2, ids[:, 1:, None]).squeeze(-1)
                 sel = torch.from_numpy(sel_np).to(dev)
-                span[idx] = torch.where(sel, tgt, 0.0).sum(1).double().cpu().numpy()
+                cols_k = []
+                for tau in temps:
+                    lse_t = lse if tau == 1.0 else torch.logsumexp(logits / tau, -1)
+                    tgt = picked / tau - lse_t[:, :-1]
+                    cols_k.append(torch.where(sel, tgt, 0.0).sum(1))
+                span[idx] = torch.stack(cols_k, 1).double().cpu().numpy()
                 if mask is not None:
                     r = torch.arange(B, device=dev)
                     last = torch.from_numpy(n - 1).to(dev)
                     rows = logits[r, last][:, : mask.shape[0]]
                     bnd[idx] = (torch.logsumexp(rows.masked_fill(~mask, float("-inf")), -1)
                                 - lse[r, last]).double().cpu().numpy()
-                del logits, lse, tgt
-        return span.tolist(), bnd.tolist()
+                del logits, lse, tgt, picked
+        return (span if temperatures else span[:, 0].tolist()), bnd.tolist()
 
     def _fit(self, prompt_ids: list[int], cont_ids: list[int]) -> list[int]:
         """Left-truncate the prompt so prompt+continuation fits the context."""
@@ -349,8 +366,21 @@ class LocalHFBackend:
 
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         """log P(continuation | prompt), nats. Used on registered models; not a suspect query."""
+        return [row[0] for row in self.score_tempered(prompts, continuations, (1.0,))]
+
+    def score_tempered(self, prompts: Sequence[str], continuations: Sequence[str],
+                       temperatures: Sequence[float]) -> list[list[float]]:
+        """log P_tau(continuation | prompt) for each temperature tau: [N][K] nats.
+
+        P_tau is the model with its logits divided by tau (tau < 1 sharpens it onto its
+        modes). All K come from one forward pass.
+        """
         if len(prompts) != len(continuations):
             raise InvalidArgumentError("prompts and continuations differ in length")
+        temps = [float(t) for t in temperatures]
+        if not temps or len(temps) > MAX_TEMPERATURES or not all(0.05 <= t <= 5.0 for t in temps):
+            raise InvalidArgumentError(
+                f"give 1..{MAX_TEMPERATURES} temperatures, each in [0.05, 5]")
         seqs, starts, empty = [], [], []
         for p, c in zip(prompts, continuations):
             cid = self._encode_cont(c)
@@ -358,8 +388,9 @@ class LocalHFBackend:
             seqs.append(pid + cid)
             starts.append(len(pid))
             empty.append(not cid)
-        span, _ = self._span_logprobs(seqs, starts)
-        return [0.0 if e else x for x, e in zip(span, empty)]
+        span, _ = self._span_logprobs(seqs, starts, temperatures=temps)
+        span[np.asarray(empty, dtype=bool)] = 0.0
+        return span.tolist()
 
     def _boundary(self) -> Any:
         """Bool mask over the vocab: tokens whose text starts with a non-word char (or EOS)."""

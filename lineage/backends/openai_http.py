@@ -259,6 +259,10 @@ class OpenAIHTTPBackend:
     def score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
         raise AccessModeError("score needs full logits, which HTTP endpoints do not expose")
 
+    def score_tempered(self, prompts: Sequence[str], continuations: Sequence[str],
+                       temperatures: Sequence[float]) -> list[list[float]]:
+        raise AccessModeError("score needs full logits, which HTTP endpoints do not expose")
+
     # -- one request, with retries -------------------------------------------------------------
 
     def _generate(self, endpoint: str, prompt: str, max_tokens: int, temperature: float,
