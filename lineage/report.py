@@ -9,9 +9,10 @@ weight hashes; queries used; timestamps; and the version of lineage that wrote t
 with matplotlib (Agg) and embedded as base64 PNG data URIs, so the file stands alone:
 
 1. per teacher, the suspect's statistic (the largest of its standardised closeness,
-   similarity and agreement statistics) against the same statistic over the references, each
+   similarity and divergence statistics) against the same statistic over the references, each
    playing the suspect (their mean and spread: the reference null). The p-value itself comes
-   from each statistic's prediction test, combined by Simes' rule and corrected by Holm;
+   from each statistic's prediction test, combined by the weighted Simes rule and corrected
+   by Holm;
 2. the contributions of the probes that decided (the scan's stored evidence: its top probes);
 3. a table of those probes with their prompts.
 """

@@ -58,7 +58,7 @@ class Candidate:
     null_sd: float = 0.0  # and its spread
     n_references: int = 0
     evidence: tuple[Evidence, ...] = ()
-    #: each statistic's own raw p-value (closeness, similarity, agreement), before combining
+    #: each statistic's own raw p-value (closeness, similarity, divergence), before combining
     p_parts: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -82,6 +82,10 @@ _SMALL = (
     Entry("r3", "reference", "independent_arch", "gpt2-s", "bpe1k-a"),
     Entry("r4", "reference", "independent_seed", "neox-s", "bpe3k-a"),
     Entry("r5", "reference", "independent_arch", "llama-s", "bpe1k-a"),
+    # two more architecture x tokenizer pairs (as the full zoo's r7): 7 references give the
+    # t prediction test 6 degrees of freedom instead of 4
+    Entry("r6", "reference", "independent_arch", "llama-s", "bpe3k-a"),
+    Entry("r7", "reference", "independent_arch", "gpt2-s", "bpe2k-a"),
     Entry("i1", "suspect", "independent_seed", "llama-s", "bpe2k-a"),
     *_students("t1", "llama-s", "bpe2k-a", "neox-s", "bpe1k-a", ("logit_kd", "seq_kd")),
 )
