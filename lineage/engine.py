@@ -347,7 +347,7 @@ class Lineage:
         best: dict[str, float] = {}
         stopped = False
         allsc = self.store.score_matrix()  # read the registered population once per scan
-        sharp = self._ensure_tempered(tlist + refs) if sees_logprobs else {}
+        sharp = self._ensure_tempered(tlist + refs)
         fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
         for k, (P, w) in enumerate(zip(looks, weights)):
             lo = len(rows)
@@ -371,8 +371,7 @@ class Lineage:
             dist = exact_distribution(word_probs) if mode is AccessMode.FULL \
                 else histogram(sub, samples)
             suspect = Observed(dist, _chars(samples), dict(ll),
-                               _self_ll(rows) if sees_logprobs else None,
-                               dict(ll_sharp) if sees_logprobs else None)
+                               _self_ll(rows) if sees_logprobs else None, dict(ll_sharp))
             tests = self._tests(tlist, refs, suspect, P, plan.samples, mode, allsc, fps, sharp)
             for t, x in zip(tlist, tests):
                 p = 1.0 if x is None else min(1.0, x.p_value / w)
@@ -424,7 +423,7 @@ class Lineage:
                  for sid in scorer_ids if sid != r.id},
                 None if mode is AccessMode.TEXT
                 else allsc[(r.id, r.id)][:P, :n].astype(np.float64),
-                None if mode is AccessMode.TEXT or not sharp
+                None if not sharp
                 else {sid: sharp[(sid, r.id)][:P, :n].astype(np.float64)
                       for sid in scorer_ids if sid != r.id and (sid, r.id) in sharp})
         return [teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact)

@@ -17,16 +17,21 @@ the suspect) is to teacher T, each relative to a pool of references that exclude
    G's samples, and M_tau the model M with its logits divided by tau. The sharpened scorer
    puts its mass on its modes, which a distilled student copies first (sequence-level KD
    data are usually sampled below temperature 1); the ratio, unlike a difference, does not
-   grow with how far G is from every model. Measured against the difference form and other
-   temperatures in `benchmarks/research/kl_temperature.py` (README Results).
+   grow with how far G is from every model.
+4. *cross_entropy* (text access, where G's own log-likelihoods are not visible): the same
+   ratio with cross-entropies in place of divergences,
+       mean_R log CE(G, R_tau) - log CE(G, T_tau),   CE(G, M_tau) = -sum_x log P_M,tau(x).
+   Both were measured against the difference forms and other temperatures in
+   `benchmarks/research/` (kl_temperature, divergence_forms, divergence_zoo, README Results).
 
 Each statistic is compared with its values over the references (each reference computed as a
 suspect against the others) by the t prediction test (`stats.prediction_pvalue`), and the
 p-values are combined by the weighted Simes rule (min over k of p_(k) / W_k, W_k the summed
-weight of the k smallest; valid under independence or positive dependence, and all three
-measure closeness to T). Weights: equal in text mode; with a divergence it gets 0.8 and the
-other two 0.1 each, because it was the most powerful part on both zoos while the others still
-catch what it misses at extremes (an exact copy). Summing standardised statistics was tried
+weight of the k smallest; valid under independence or positive dependence, and all of them
+measure closeness to T). Each access mode runs one sharpened ratio (divergence where G's
+log-likelihoods are visible, else cross_entropy) with weight 0.8, and closeness and similarity
+with 0.1 each: the ratio was the most powerful part on both zoos, and the other two still
+catch what it misses at extremes (an exact copy's first words). Summing standardised statistics was tried
 first: with three references the sum's spread is estimated from three points that can cancel,
 which gave false positives. References are observed exactly as the suspect is (same probes,
 same number of samples, same access mode), so the null draws carry the same noise as the
@@ -43,10 +48,11 @@ from lineage import stats
 
 __all__ = ["SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "decide", "teacher_test"]
 
-#: the temperature of the sharpened scorers in the divergence statistic
+#: the temperature of the sharpened scorers in the divergence and cross_entropy statistics
 SHARP_TEMPERATURE = 0.5
-#: prior weights of the statistics in the weighted Simes combination, by access
-WEIGHTS = {"divergence": 0.8, "closeness": 0.1, "similarity": 0.1}
+#: prior weights of the statistics in the weighted Simes combination (one of the first two
+#: runs, by access mode)
+WEIGHTS = {"divergence": 0.8, "cross_entropy": 0.8, "closeness": 0.1, "similarity": 0.1}
 #: divergences are floored here (nats/char) before the log: an estimate can be <= 0
 KL_FLOOR = 1e-4
 
@@ -88,17 +94,19 @@ def _closeness(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float, n
     return _ratio(g.ll[t_id] - ref, g.chars)
 
 
-def _divergence(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
-    """mean_R log KL(G || R_tau) - log KL(G || T_tau): (value, jackknife standard error
-    over probes)."""
-    assert g.self_ll is not None and g.ll_sharp is not None
-    d = {m: (g.self_ll - g.ll_sharp[m]).sum(axis=1) for m in [t_id, *pool]}  # [P] nats
+def _log_ratio(g: Observed, t_id: int, pool: list[int], own: bool) -> tuple[float, float]:
+    """mean_R log D(G, R_tau) - log D(G, T_tau), D the divergence per char (`own`: G's own
+    log-likelihoods are subtracted) or the cross-entropy per char; (value, jackknife standard
+    error over probes)."""
+    assert g.ll_sharp is not None and (g.self_ll is not None or not own)
+    base = g.self_ll if own else 0.0
+    d = {m: (base - g.ll_sharp[m]).sum(axis=1) for m in [t_id, *pool]}  # [P] nats
     c = g.chars.sum(axis=1)
 
     def stat(dsum: dict[int, np.ndarray], csum: np.ndarray) -> np.ndarray:
-        def log_kl(m: int) -> np.ndarray:
+        def log_d(m: int) -> np.ndarray:
             return np.log(np.maximum(dsum[m] / csum, KL_FLOOR))
-        return np.mean([log_kl(r) for r in pool], axis=0) - log_kl(t_id)
+        return np.mean([log_d(r) for r in pool], axis=0) - log_d(t_id)
 
     full = float(stat({m: np.array([v.sum()]) for m, v in d.items()}, np.array([c.sum()]))[0])
     P = c.size
@@ -107,6 +115,16 @@ def _divergence(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
     loo = stat({m: v.sum() - v for m, v in d.items()}, c.sum() - c)  # leave one probe out
     se = float(np.sqrt((P - 1) / P * ((loo - loo.mean()) ** 2).sum()))
     return full, se
+
+
+def _divergence(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
+    """mean_R log KL(G || R_tau) - log KL(G || T_tau), with its standard error."""
+    return _log_ratio(g, t_id, pool, own=True)
+
+
+def _cross_entropy(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
+    """mean_R log CE(G, R_tau) - log CE(G, T_tau), with its standard error."""
+    return _log_ratio(g, t_id, pool, own=False)
 
 
 def _ratio(diff: np.ndarray, chars: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -186,25 +204,27 @@ def teacher_test(
     s, se_s = float(np.mean([a for a, _ in loo])), float(np.mean([b for _, b in loo]))
     parts["similarity"] = (s, se_s, [
         _similarity(refs[j], t_dist, [ref_exact[r] for r in ids if r != j])[0] for j in ids])
-    if _has_divergence(suspect, t_id, ids) \
-            and all(_has_divergence(refs[j], t_id, [r for r in ids if r != j]) for j in ids):
-        v, se_v = _divergence(suspect, t_id, ids)
-        parts["divergence"] = (v, se_v, [
-            _divergence(refs[j], t_id, [r for r in ids if r != j])[0] for j in ids])
+    sharp = _has_sharp(suspect, t_id, ids) \
+        and all(_has_sharp(refs[j], t_id, [r for r in ids if r != j]) for j in ids)
+    if sharp:
+        own = suspect.self_ll is not None and all(refs[j].self_ll is not None for j in ids)
+        name, fn = ("divergence", _divergence) if own else ("cross_entropy", _cross_entropy)
+        v, se_v = fn(suspect, t_id, ids)
+        parts[name] = (v, se_v, [fn(refs[j], t_id, [r for r in ids if r != j])[0]
+                                 for j in ids])
     p_parts = {k: stats.prediction_pvalue(x, null, floor_sd=se)
                for k, (x, se, null) in parts.items()}
     z = {k: _standardise(x, se, null) for k, (x, se, null) in parts.items()}
     nulls = [max(_z_of(null)[j] for (_, _, null) in parts.values()) for j in range(len(ids))]
-    weights = [WEIGHTS[k] for k in p_parts] if "divergence" in p_parts else None
+    weights = [WEIGHTS[k] for k in p_parts] if sharp else None
     return TeacherTest(
         statistic=max(z.values()), null=tuple(nulls),
         p_value=simes(list(p_parts.values()), weights),
         similarity=s, closeness=c, contributions=contrib, p_parts=p_parts)
 
 
-def _has_divergence(g: Observed, t_id: int, pool: list[int]) -> bool:
-    return g.self_ll is not None and g.ll_sharp is not None \
-        and all(m in g.ll_sharp for m in [t_id, *pool])
+def _has_sharp(g: Observed, t_id: int, pool: list[int]) -> bool:
+    return g.ll_sharp is not None and all(m in g.ll_sharp for m in [t_id, *pool])
 
 
 def _standardise(x: float, se: float, null: list[float]) -> float:

@@ -140,7 +140,7 @@ def test_divergence_part_by_access_and_tempered_rows_filled_for_old_homes(eng, m
              for m in ("full", "logprobs", "text")}
     assert parts == {"full": {"closeness", "similarity", "divergence"},
                      "logprobs": {"closeness", "similarity", "divergence"},
-                     "text": {"closeness", "similarity"}}
+                     "text": {"closeness", "similarity", "cross_entropy"}}
     first = eng.scan(models["s1"], access="full", max_queries=30).candidates[0]
     with eng.store.engine.begin() as c:
         c.execute(sa.delete(tempered_scores))

@@ -125,12 +125,40 @@ def test_divergence_value_is_the_log_ratio_of_divergences():
     assert np.isfinite(V._divergence(g, 0, [1, 2])[0])
 
 
-def test_text_mode_has_no_divergence_and_equal_weights():
+def test_without_sharpened_scores_the_parts_have_equal_weights():
     rng = np.random.default_rng(5)
     t, s, refs, exact = _population(rng, 3)
     r = teacher_test(0, t, s, refs, exact)
     assert set(r.p_parts) == {"closeness", "similarity"}
     assert r.p_value == pytest.approx(simes(list(r.p_parts.values())))
+
+
+def _text_only(o):
+    return Observed(o.dist, o.chars, o.ll, None, o.ll_sharp)
+
+
+@pytest.mark.parametrize("n_refs", [3, 6])
+def test_cross_entropy_in_text_mode_is_calibrated(n_refs):
+    """Text access: no own log-likelihoods, so the sharpened ratio uses cross-entropies."""
+    rng = np.random.default_rng(500 + n_refs)
+    trials, alpha = 300, 0.05
+    hits = 0
+    for _ in range(trials):
+        t, s, refs, exact = _logit_population(rng, n_refs)
+        r = teacher_test(0, t, _text_only(s), {k: _text_only(v) for k, v in refs.items()},
+                         exact)
+        assert set(r.p_parts) == {"closeness", "similarity", "cross_entropy"}
+        hits += r.p_value <= alpha
+    assert hits / trials <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
+
+
+def test_cross_entropy_value_is_the_log_ratio_of_cross_entropies():
+    P, n = 3, 2
+    chars = np.full((P, n), 10.0)
+    sharp = {0: np.full((P, n), -10.0), 1: np.full((P, n), -20.0), 2: np.full((P, n), -40.0)}
+    g = Observed(np.ones((P, 2)) / 2, chars, {}, None, sharp)
+    v, _ = V._cross_entropy(g, 0, [1, 2])
+    assert v == pytest.approx((np.log(2.0) + np.log(4.0)) / 2 - np.log(1.0))
 
 
 def test_weighted_simes():
