@@ -5,7 +5,8 @@ index and a cache of loaded registered models; the science lives in `signatures`
 
 Registering a model (full access, we own it) stores: its exact first-word distributions, its
 own samples (`n_reg` per probe), and the log-likelihood of every registered model's samples
-under every other registered model. Scanning a suspect queries it once per plan, scores its
+under every other registered model, at temperature 1 and sharpened (SHARP_TEMPERATURE).
+Scanning a suspect queries it once per plan, scores its
 samples under every registered model, and tests it against every teacher.
 """
 
@@ -240,7 +241,8 @@ class Lineage:
 
     def _score_both(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
                     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_score` at temperature 1 and at SHARP_TEMPERATURE, from one forward pass."""
+        """log P(sample | prompt) for samples [P][n] of probes offset.., at temperature 1
+        and at SHARP_TEMPERATURE: two [P, n] float32 arrays from one forward pass."""
         S = self.suite
         P, n = len(samples), len(samples[0])
         prompts = [S.probes[offset + i].prompt for i in range(P) for _ in range(n)]
