@@ -150,3 +150,25 @@ def test_divergence_part_by_access_and_tempered_rows_filled_for_old_homes(eng, m
     for k in before:
         np.testing.assert_allclose(after[k], before[k], atol=1e-4)
     assert again.p_parts == pytest.approx(first.p_parts, abs=1e-6)
+
+
+def test_a_sequential_scan_run_to_its_end_has_the_fixed_scans_samples(tmp_path, models,
+                                                                       monkeypatch):
+    """Early stopping changes when a scan looks, not what it asks: both modes sample in the
+    same chunks with the same seeds, so a sequential scan that runs to its last look computes
+    the fixed scan's statistics, and its p-value differs only by the looks' weights."""
+    import lineage.engine as E
+
+    monkeypatch.setattr(E, "FUTILITY_P", 1.0)  # never stop for futility: run to the end
+    e = Lineage(tmp_path / "h", suite=default_suite().subset(32))
+    e.register("t1", models["t1"], "teacher")
+    for r in ("r1", "r2", "r3"):
+        e.register(r, models[r], "reference")
+    for mode in ("text", "full"):
+        fixed = e.scan(models["s1"], access=mode, early_stop=False)
+        seq = e.scan(models["s1"], access=mode, early_stop=True)
+        assert seq.queries == fixed.queries and not seq.stopped_early
+        a, b = fixed.candidates[0], seq.candidates[0]
+        assert (b.closeness, b.similarity, b.p_parts) == (a.closeness, a.similarity, a.p_parts)
+        assert b.raw_p_value <= min(1.0, a.raw_p_value / E.LOOK_WEIGHTS[-1]) + 1e-12
+    e.close()
