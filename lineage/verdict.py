@@ -22,7 +22,8 @@ the suspect) is to teacher T, each relative to a pool of references that exclude
    ratio with cross-entropies in place of divergences,
        mean_R log CE(G, R_tau) - log CE(G, T_tau),   CE(G, M_tau) = -sum_x log P_M,tau(x).
    Both were measured against the difference forms and other temperatures in
-   `benchmarks/research/` (kl_temperature, divergence_forms, divergence_zoo, README Results).
+   `benchmarks/research/` (kl_temperature, divergence_forms, divergence_zoo,
+   cross_entropy_forms; README Results).
 
 Each statistic is compared with its values over the references (each reference computed as a
 suspect against the others) by the t prediction test (`stats.prediction_pvalue`), and the
