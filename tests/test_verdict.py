@@ -28,16 +28,22 @@ def _population(rng, n_refs, P=40, n=2, B=6, copy=0.0):
     return dists[0], observe(99), refs, {i: dists[i] for i in ids[1:]}
 
 
+def _assert_calibrated(draw, parts, trials=300, alpha=0.05):
+    """`draw()` gives (t, suspect, refs, exact) under the null; the test's rejection rate at
+    `alpha` stays within 3 binomial sd of alpha, and every test ran exactly `parts`."""
+    hits = 0
+    for _ in range(trials):
+        t, s, refs, exact = draw()
+        r = teacher_test(0, t, s, refs, exact)
+        assert set(r.p_parts) == parts
+        hits += r.p_value <= alpha
+    assert hits / trials <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
+
+
 @pytest.mark.parametrize("n_refs", [3, 6])
 def test_false_positive_rate_within_binomial_bound(n_refs):
     rng = np.random.default_rng(100 + n_refs)
-    trials, alpha = 300, 0.05
-    hits = 0
-    for _ in range(trials):
-        t, s, refs, exact = _population(rng, n_refs)
-        hits += teacher_test(0, t, s, refs, exact).p_value <= alpha
-    bound = alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
-    assert hits / trials <= bound
+    _assert_calibrated(lambda: _population(rng, n_refs), {"closeness", "similarity"})
 
 
 def test_a_copy_is_detected_with_three_references():
@@ -90,15 +96,8 @@ def _logit_population(rng, n_refs, P=40, n=2, copy=0.0):
 @pytest.mark.parametrize("n_refs", [3, 6])
 def test_divergence_false_positive_rate_within_binomial_bound(n_refs):
     rng = np.random.default_rng(300 + n_refs)
-    trials, alpha = 300, 0.05
-    hits = parts = 0
-    for _ in range(trials):
-        t, s, refs, exact = _logit_population(rng, n_refs)
-        r = teacher_test(0, t, s, refs, exact)
-        parts += "divergence" in r.p_parts
-        hits += r.p_value <= alpha
-    assert parts == trials
-    assert hits / trials <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
+    _assert_calibrated(lambda: _logit_population(rng, n_refs),
+                       {"closeness", "similarity", "divergence"})
 
 
 def test_divergence_detects_a_close_student_with_three_references():
@@ -141,15 +140,12 @@ def _text_only(o):
 def test_cross_entropy_in_text_mode_is_calibrated(n_refs):
     """Text access: no own log-likelihoods, so the sharpened ratio uses cross-entropies."""
     rng = np.random.default_rng(500 + n_refs)
-    trials, alpha = 300, 0.05
-    hits = 0
-    for _ in range(trials):
+
+    def draw():
         t, s, refs, exact = _logit_population(rng, n_refs)
-        r = teacher_test(0, t, _text_only(s), {k: _text_only(v) for k, v in refs.items()},
-                         exact)
-        assert set(r.p_parts) == {"closeness", "similarity", "cross_entropy"}
-        hits += r.p_value <= alpha
-    assert hits / trials <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
+        return t, _text_only(s), {k: _text_only(v) for k, v in refs.items()}, exact
+
+    _assert_calibrated(draw, {"closeness", "similarity", "cross_entropy"})
 
 
 def test_cross_entropy_value_is_the_log_ratio_of_cross_entropies():
