@@ -241,16 +241,21 @@ class Lineage:
                 self.index.save()
         return rec
 
-    def _score_both(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
-                    ) -> tuple[np.ndarray, np.ndarray]:
-        """log P(sample | prompt) for samples [P][n] of probes offset.., at temperature 1
-        and at SHARP_TEMPERATURE: two [P, n] float32 arrays from one forward pass."""
+    def _score_at(self, backend: ModelBackend, samples: list[list[str]],
+                  temperatures: Sequence[float], offset: int = 0) -> np.ndarray:
+        """log P_tau(sample | prompt) for samples [P][n] of probes offset.., for each
+        temperature: [P, n, K] float32 from one forward pass."""
         S = self.suite
         P, n = len(samples), len(samples[0])
         prompts = [S.probes[offset + i].prompt for i in range(P) for _ in range(n)]
         conts = [t for row in samples for t in row]
-        both = np.asarray(backend.score_tempered(prompts, conts, (1.0, SHARP_TEMPERATURE)),
-                          dtype=np.float32).reshape(P, n, 2)
+        return np.asarray(backend.score_tempered(prompts, conts, temperatures),
+                          dtype=np.float32).reshape(P, n, len(temperatures))
+
+    def _score_both(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """`_score_at` at temperature 1 and at SHARP_TEMPERATURE: two [P, n] arrays."""
+        both = self._score_at(backend, samples, (1.0, SHARP_TEMPERATURE), offset)
         return both[..., 0], both[..., 1]
 
     def _ensure_tempered(self, recs: list[ModelRecord]) -> dict[tuple[int, int], np.ndarray]:
@@ -269,7 +274,8 @@ class Lineage:
                 if (a.id, b.id) in have:
                     continue
                 _, smp = self.store.fingerprint(b.id)
-                rows[(a.id, b.id)] = self._score_both(self._backend(a.uri), smp)[1]
+                rows[(a.id, b.id)] = self._score_at(self._backend(a.uri), smp,
+                                                    (SHARP_TEMPERATURE,))[..., 0]
             self.store.add_tempered(rows, SHARP_TEMPERATURE)
             return self.store.tempered_matrix(SHARP_TEMPERATURE)
 
@@ -351,7 +357,7 @@ class Lineage:
         # samples of a fixed-budget scan; only the weight of its last look differs.
         looks = _looks(plan.probes)
         weights = LOOK_WEIGHTS[-len(looks):] if early_stop and len(looks) > 1 \
-            else (0.0,) * (len(looks) - 1) + (1.0,)
+            else (1.0,) * len(looks)
         best: dict[str, float] = {}
         stopped = False
         allsc = self.store.score_matrix()  # read the registered population once per scan
@@ -374,7 +380,7 @@ class Lineage:
                 ll[r.id] = p1 if r.id not in ll else np.concatenate([ll[r.id], p1])
                 ll_sharp[r.id] = pt if r.id not in ll_sharp \
                     else np.concatenate([ll_sharp[r.id], pt])
-            if w == 0.0:  # a chunk, not a look: no test here
+            if not early_stop and k < len(looks) - 1:  # a chunk, not a look: no test here
                 continue
             samples = [[x.text for x in row] for row in rows]
             sub = suite.subset(P)
