@@ -14,10 +14,19 @@ manifest is read here, to grade; the scan never sees it. Run once per alpha to c
 calibration at each (`--alpha 0.05`): early stopping depends on alpha.
 
 Printed per recipe and overall, each with a Clopper-Pearson 95% interval where it is a rate:
-AUC (positives of the recipe vs all negative pairs, scored by -log10 raw p), TPR at FPR 0.01,
+AUC (positives of the recipe vs all negative pairs, scored by the evidence p below), TPR at FPR 0.01,
 empirical FPR at alpha over negative pairs (verdict "derived" on a negative), top-1 attribution
 (the teacher with the smallest p is the parent) and mean queries. Also "distillation took":
 each student's bits per character on held-out teacher samples and on real text.
+
+The ranking score (AUC, TPR at 1% FPR) is -log10 of the *evidence p*: the teacher's combined
+p-value at the scan's last look (`lineage.verdict.combine` of its statistics' p-values), before
+the look's alpha-spending weight. The reported p (`raw_p_value`) divides by that weight, so a
+scan that stopped for futility at its first look reports p = 1, and such pairs would tie; the
+AUC on the reported p stays in the JSON as `auc_reported_p`. Verdicts, TPR at alpha and the
+FPR at alpha use the reported, corrected p-values.
+
+`python benchmarks/targets.py RUN.json ...` prints issue 4's targets table from these files.
 """
 
 from __future__ import annotations
@@ -35,9 +44,19 @@ import numpy as np
 
 from lineage import stats
 from lineage.engine import Lineage
+from lineage.verdict import combine
+
+
+def _evidence_p(c: dict) -> float:
+    """The combined p at the scan's last look, before the look weight (module docstring)."""
+    return combine(c["p_parts"]) if c.get("p_parts") else c["raw_p_value"]
 
 
 def _score(c: dict) -> float:
+    return -math.log10(max(_evidence_p(c), 1e-300)) + 1e-9 * c["statistic"]
+
+
+def _reported(c: dict) -> float:
     return -math.log10(max(c["raw_p_value"], 1e-300)) + 1e-9 * c["statistic"]
 
 
@@ -53,8 +72,6 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
             print(f"register {m['name']} ({m['role']})", file=sys.stderr, flush=True)
             eng.register(m["name"], str(zoo / m["path"]), m["role"])
     t_reg = time.monotonic() - t0
-    teachers = [m["name"] for m in models if m["role"] == "teacher"]
-    pairs = []  # (suspect, recipe, teacher, positive, candidate)
     scans = []
     t0 = time.monotonic()
     for m in [m for m in models if m["role"] == "suspect"]:
@@ -69,13 +86,28 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
                                                         "statistic", "similarity", "closeness",
                                                         "verdict", "p_parts")}
                                      for c in d["candidates"]]})
-        for c in d["candidates"]:
-            pairs.append((m["name"], m["recipe"], c["teacher"], c["teacher"] == m.get("parent"),
-                          c))
         print(f"scan {m['name']:<22} {m['recipe']:<18} parent={m.get('parent')!s:<6} "
               + " ".join(f"{c['teacher']}:{c['verdict'][:3]}:{c['raw_p_value']:.1e}"
                          for c in d["candidates"]), file=sys.stderr, flush=True)
     t_scan = time.monotonic() - t0
+    took = [{"name": m["name"], "recipe": m["recipe"], "parent": m.get("parent"),
+             **(m.get("eval") or {})} for m in models]
+    return grade({
+        "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
+        "early_stop": early_stop,
+        "teachers": [m["name"] for m in models if m["role"] == "teacher"],
+        "n_references": sum(m["role"] == "reference" for m in models),
+        "register_seconds": t_reg, "scan_seconds": t_scan,
+        "scans": scans, "distillation": took,
+    })
+
+
+def grade(res: dict) -> dict:
+    """The figures of a run from its scans (`res` holds what `run` measured); `--regrade`
+    recomputes them from a saved run without scanning again."""
+    scans = res["scans"]
+    pairs = [(x["suspect"], x["recipe"], c["teacher"], c["teacher"] == x["parent"], c)
+             for x in scans for c in x["candidates"]]  # (suspect, recipe, teacher, +, cand)
     neg = [c for (_, _, _, pos, c) in pairs if not pos]
     neg_scores = [_score(c) for c in neg]
     # "hard" negatives: every negative pair but the cheap calibration nulls (independent_small)
@@ -85,16 +117,23 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
                  if not pos and _kind(rec) == "independent"]
 
     def row(name: str, sel) -> dict:
-        pos = [c for (s, rec, t, p, c) in pairs if p and sel(rec)]
-        sus = [x for x in scans if x["parent"] and sel(x["recipe"])]
+        pos = [c for (s, rec, t, p, c) in pairs if p and sel(rec, t)]
+        sus = [x for x in scans if x["parent"] and sel(x["recipe"], x["parent"])]
         k_tp = sum(c["verdict"] == "derived" for c in pos)
         top1 = sum(x["top1"] == x["parent"] for x in sus)
+        ps = [_score(c) for c in pos]
+        k_all, n = stats.tpr_at_fpr_count(ps, neg_scores, 0.01)
+        k_hard, _ = stats.tpr_at_fpr_count(ps, hard_scores, 0.01)
         return {
             "recipe": name, "positives": len(pos),
-            "auc": stats.auc([_score(c) for c in pos], neg_scores),
-            "tpr_at_fpr_0.01": stats.tpr_at_fpr([_score(c) for c in pos], neg_scores, 0.01),
-            "tpr_at_fpr_0.01_hard": stats.tpr_at_fpr([_score(c) for c in pos], hard_scores,
-                                                     0.01),
+            "auc": stats.auc(ps, neg_scores),
+            "auc_ci": stats.auc_interval(ps, neg_scores),
+            "auc_reported_p": stats.auc([_reported(c) for c in pos],
+                                        [_reported(c) for c in neg]),
+            "tpr_at_fpr_0.01": k_all / n if n else float("nan"),
+            "tpr_at_fpr_0.01_ci": stats.clopper_pearson(k_all, n),
+            "tpr_at_fpr_0.01_hard": k_hard / n if n else float("nan"),
+            "tpr_at_fpr_0.01_hard_ci": stats.clopper_pearson(k_hard, n),
             "tpr_at_alpha": k_tp / len(pos) if pos else float("nan"),
             "tpr_at_alpha_ci": stats.clopper_pearson(k_tp, len(pos)),
             "top1": top1 / len(sus) if sus else float("nan"),
@@ -103,7 +142,11 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
         }
 
     recipes = sorted({rec for (_, rec, _, p, _) in pairs if p})
-    rows = [row(r, lambda x, r=r: x == r) for r in recipes] + [row("all", lambda x: True)]
+    rows = [row(r, lambda x, _t, r=r: x == r) for r in recipes] \
+        + [row("all", lambda x, _t: True)]
+    # the same figures per teacher: a teacher whose students sit close to the references
+    # shows here, not in the recipe rows
+    by_teacher = [row(t, lambda _x, p, t=t: p == t) for t in res["teachers"]]
     core = [c for (s, rec, t, p, c) in pairs if p and rec in ("logit_kd", "seq_kd")]
     k_fp = sum(c["verdict"] == "derived" for c in neg)
     fp_by_kind = defaultdict(lambda: [0, 0])
@@ -119,7 +162,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     all_pos = [c for (s, rec, t, p, c) in pairs if p]
 
     def sc(c: dict, k: str | None) -> float:
-        p = c["raw_p_value"] if k is None else c.get("p_parts", {}).get(k, 1.0)
+        p = _evidence_p(c) if k is None else c.get("p_parts", {}).get(k, 1.0)
         return -math.log10(max(p, 1e-300))
 
     by_statistic = {
@@ -130,15 +173,11 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
             "tpr_at_fpr_0.01_all": stats.tpr_at_fpr([sc(c, k) for c in all_pos],
                                                     [sc(c, k) for c in neg], 0.01),
         } for k in [None, *parts]}
-    took = [{"name": m["name"], "recipe": m["recipe"], "parent": m.get("parent"),
-             **(m.get("eval") or {})} for m in models]
     return {
-        "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
-        "early_stop": early_stop,
+        **res,
         "mean_queries_all_suspects": float(np.mean([x["queries"] for x in scans])),
-        "teachers": teachers,
-        "n_references": sum(m["role"] == "reference" for m in models),
         "rows": rows,
+        "by_teacher": by_teacher,
         "core_auc_logit_and_seq_kd_vs_independents": stats.auc([_score(c) for c in core],
                                                                  indep_neg),
         "fpr_at_alpha": k_fp / len(neg) if neg else float("nan"),
@@ -146,9 +185,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
         "negative_pairs": len(neg),
         "fpr_by_kind": {k: {"fp": a, "n": b, "rate": a / b, "ci": stats.clopper_pearson(a, b)}
                         for k, (a, b) in fp_by_kind.items()},
-        "register_seconds": t_reg, "scan_seconds": t_scan,
         "by_statistic": by_statistic,
-        "scans": scans, "distillation": took,
     }
 
 
@@ -163,24 +200,37 @@ def _ci(ci) -> str:
     return f"[{ci[0]:.2f},{ci[1]:.2f}]"
 
 
+def _print_row(r: dict) -> None:
+    print(f"{r['recipe']:<13}{r['positives']:>3}"
+          f"{r['auc']:>6.3f} {_ci(r['auc_ci']):>12}"
+          f"{r['tpr_at_fpr_0.01']:>5.2f} {_ci(r['tpr_at_fpr_0.01_ci']):>12}"
+          f"{r['tpr_at_fpr_0.01_hard']:>5.2f} {_ci(r['tpr_at_fpr_0.01_hard_ci']):>12}"
+          f"{r['tpr_at_alpha']:>5.2f} {_ci(r['tpr_at_alpha_ci']):>12}"
+          f"{r['top1']:>5.2f} {_ci(r['top1_ci']):>12}{r['mean_queries']:>8.0f}")
+
+
 def print_report(res: dict) -> None:
     print(f"\nDetection on {res['zoo']}  access={res['access']}  max_queries={res['max_queries']}"
           f"  alpha={res['alpha']}  teachers={len(res['teachers'])}  "
           f"references={res['n_references']}")
-    print(f"{'recipe':<18}{'n':>4}{'AUC':>7}{'TPR@1%FPR':>11}{'(hard)':>8}{'TPR@alpha':>11}"
-          f"{'95% CI':>13}{'top-1':>7}{'95% CI':>13}{'queries':>9}")
+    print("95% intervals in brackets: bootstrap for AUC, Clopper-Pearson for the rates")
+    print(f"{'recipe':<13}{'n':>3}{'AUC':>19}{'TPR@1%FPR':>18}{'(hard)':>18}{'TPR@alpha':>18}"
+          f"{'top-1':>18}{'queries':>8}")
     for r in res["rows"]:
-        print(f"{r['recipe']:<18}{r['positives']:>4}{r['auc']:>7.3f}{r['tpr_at_fpr_0.01']:>11.2f}"
-              f"{r['tpr_at_fpr_0.01_hard']:>8.2f}"
-              f"{r['tpr_at_alpha']:>11.2f}{_ci(r['tpr_at_alpha_ci']):>13}{r['top1']:>7.2f}"
-              f"{_ci(r['top1_ci']):>13}{r['mean_queries']:>9.0f}")
-    print(f"\nAUC logit_kd + seq_kd vs independents: "
+        _print_row(r)
+    print("\nBy teacher (its students only):")
+    for r in res.get("by_teacher", []):
+        _print_row(r)
+    print(f"\nAUC over all pairs on the reported p (futility stops tie at p = 1): "
+          f"{res['rows'][-1]['auc_reported_p']:.3f}")
+    print(f"AUC logit_kd + seq_kd vs independents: "
           f"{res['core_auc_logit_and_seq_kd_vs_independents']:.3f}")
     print(f"Empirical FPR at alpha over {res['negative_pairs']} negative pairs: "
           f"{res['fpr_at_alpha']:.3f} {_ci(res['fpr_at_alpha_ci'])}")
     for k, v in res["fpr_by_kind"].items():
         print(f"  {k:<24} {v['fp']}/{v['n']} = {v['rate']:.3f} {_ci(v['ci'])}")
-    print("\nEach statistic alone (p-value as the score; 'similarity' is the baseline):")
+    print("\nEach statistic alone (p-value as the score; 'similarity' is the baseline; "
+          "'combined' is the evidence p):")
     print(f"{'statistic':<14}{'core AUC':>10}{'AUC all':>9}{'TPR@1%FPR':>11}")
     for k, v in res.get("by_statistic", {}).items():
         print(f"{k:<14}{v['core_auc_vs_independents']:>10.3f}{v['auc_all']:>9.3f}"
@@ -198,7 +248,9 @@ def print_report(res: dict) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--zoo", required=True, type=Path)
+    ap.add_argument("--zoo", type=Path, help="the zoo to register and scan")
+    ap.add_argument("--regrade", type=Path, default=None, metavar="RUN.json",
+                    help="recompute the figures of a saved run from its scans (no scanning)")
     ap.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--alpha", type=float, default=0.01)
@@ -209,9 +261,16 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default benchmarks/results/detection-ACCESS.json)")
     a = ap.parse_args()
-    home = a.home or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
-    res = run(a.zoo, a.access, a.max_queries, a.alpha, home, early_stop=not a.no_early_stop)
-    out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
+    if a.regrade is not None:
+        res = grade(json.loads(a.regrade.read_text()))
+        out = a.out or a.regrade
+    elif a.zoo is None:
+        ap.error("--zoo is required (or --regrade RUN.json)")
+    else:
+        home = a.home or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
+        res = run(a.zoo, a.access, a.max_queries, a.alpha, home,
+                  early_stop=not a.no_early_stop)
+        out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
     print_report(res)

@@ -30,7 +30,14 @@ from lineage.signatures import exact_distribution, histogram
 from lineage.store import Store, utcnow
 from lineage.suites import Suite, default_suite
 from lineage.types import ROLES, Candidate, Evidence, ModelRecord, ScanResult, SearchHit
-from lineage.verdict import SHARP_TEMPERATURE, Observed, TeacherTest, decide, teacher_test
+from lineage.verdict import (
+    SHARP_TEMPERATURE,
+    Observed,
+    TeacherTest,
+    combine,
+    decide,
+    teacher_test,
+)
 
 __all__ = ["Lineage", "Settings", "Progress", "QueryPlan", "plan_queries"]
 
@@ -464,7 +471,10 @@ class Lineage:
                 statistic=x.statistic, closeness=x.closeness, null_mean=float(null.mean()),
                 null_sd=float(null.std(ddof=1)), n_references=len(refs), evidence=ev,
                 p_parts={k: float(v) for k, v in x.p_parts.items()}))
-        out.sort(key=lambda c: (c.p_value, -c.statistic))
+        # Ties in the reported p (e.g. every teacher at 1 after a futility stop) are broken by
+        # the evidence at the last look, before the look weight, then by the statistic.
+        out.sort(key=lambda c: (c.p_value, combine(c.p_parts) if c.p_parts else 1.0,
+                                -c.statistic))
         return out
 
     def compare(self, model: str, teacher: str, *, access: str = "full",

@@ -25,7 +25,9 @@ __all__ = [
     "holm",
     "clopper_pearson",
     "auc",
+    "auc_interval",
     "tpr_at_fpr",
+    "tpr_at_fpr_count",
     "MIN_REFERENCES",
 ]
 
@@ -84,10 +86,40 @@ def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
 
 def tpr_at_fpr(pos: Sequence[float], neg: Sequence[float], fpr: float) -> float:
     """Largest TPR with a threshold whose empirical FPR on `neg` is <= `fpr` (higher = positive)."""
+    k, n = tpr_at_fpr_count(pos, neg, fpr)
+    return k / n if n else float("nan")
+
+
+def tpr_at_fpr_count(pos: Sequence[float], neg: Sequence[float], fpr: float
+                     ) -> tuple[int, int]:
+    """(positives above the threshold, positives) for tpr_at_fpr, so that a Clopper-Pearson
+    interval can go beside the rate. (0, 0) when either side is empty."""
     p = np.asarray(pos, dtype=np.float64)
     q = np.sort(np.asarray(neg, dtype=np.float64))
     if p.size == 0 or q.size == 0:
-        return float("nan")
-    allowed = int(math.floor(fpr * q.size))  # negatives allowed above the threshold
+        return (0, 0)
+    allowed = math.floor(fpr * q.size)  # negatives allowed above the threshold
     thr = q[q.size - 1 - allowed] if allowed < q.size else -np.inf
-    return float((p > thr).mean())
+    return int((p > thr).sum()), int(p.size)
+
+
+def auc_interval(pos: Sequence[float], neg: Sequence[float], level: float = 0.95,
+                 n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval for auc(pos, neg), resampling positives and negatives
+    apart (fixed seed: the same scores give the same interval). (nan, nan) when a side is
+    empty."""
+    p = np.asarray(pos, dtype=np.float64)
+    q = np.asarray(neg, dtype=np.float64)
+    if p.size == 0 or q.size == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    # rank form of the Mann-Whitney statistic, one bootstrap draw per row
+    ip = rng.integers(0, p.size, size=(n_boot, p.size))
+    iq = rng.integers(0, q.size, size=(n_boot, q.size))
+    gt = (p[:, None] > q[None, :]).astype(np.float64) + 0.5 * (p[:, None] == q[None, :])
+    # mean over the drawn (positive, negative) pairs = mean_i mean_j gt[ip_i, iq_j]
+    cp = np.stack([np.bincount(r, minlength=p.size) for r in ip]) / p.size  # [B, P]
+    cq = np.stack([np.bincount(r, minlength=q.size) for r in iq]) / q.size  # [B, Q]
+    vals = np.einsum("bp,pq,bq->b", cp, gt, cq)
+    a = (1.0 - level) / 2
+    return (float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a)))

@@ -69,7 +69,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class ScanResult:
-    """A finished scan: one candidate per registered teacher, sorted by p-value ascending."""
+    """A finished scan: one candidate per registered teacher, sorted by p-value ascending
+    (ties by the evidence at the last look: `lineage.verdict.combine(p_parts)`)."""
 
     id: str
     suspect: str

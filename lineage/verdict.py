@@ -47,7 +47,8 @@ import numpy as np
 
 from lineage import stats
 
-__all__ = ["SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "decide", "teacher_test"]
+__all__ = ["SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "combine", "decide",
+           "teacher_test"]
 
 #: the temperature of the sharpened scorers in the divergence and cross_entropy statistics
 SHARP_TEMPERATURE = 0.5
@@ -183,6 +184,16 @@ def simes(pvalues: list[float], weights: list[float] | None = None) -> float:
     return float(min(1.0, min(pvalues[i] / cum[k] for k, i in enumerate(order))))
 
 
+def combine(p_parts: dict[str, float]) -> float:
+    """One teacher's p-value from its statistics' p-values: weighted Simes with WEIGHTS when
+    a sharpened statistic (divergence or cross_entropy) is among them, equal weights if not."""
+    if not p_parts:
+        raise ValueError("no p-values to combine")
+    sharp = any(k in p_parts for k in ("divergence", "cross_entropy"))
+    weights = [WEIGHTS[k] for k in p_parts] if sharp else None
+    return simes(list(p_parts.values()), weights)
+
+
 def teacher_test(
     t_id: int, t_dist: np.ndarray, suspect: Observed, refs: dict[int, Observed],
     ref_exact: dict[int, np.ndarray],
@@ -217,10 +228,8 @@ def teacher_test(
                for k, (x, se, null) in parts.items()}
     z = {k: _standardise(x, se, null) for k, (x, se, null) in parts.items()}
     nulls = [max(_z_of(null)[j] for (_, _, null) in parts.values()) for j in range(len(ids))]
-    weights = [WEIGHTS[k] for k in p_parts] if sharp else None
     return TeacherTest(
-        statistic=max(z.values()), null=tuple(nulls),
-        p_value=simes(list(p_parts.values()), weights),
+        statistic=max(z.values()), null=tuple(nulls), p_value=combine(p_parts),
         similarity=s, closeness=c, contributions=contrib, p_parts=p_parts)
 
 

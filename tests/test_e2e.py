@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lineage.verdict import combine
+
 pytestmark = pytest.mark.slow
 
 
@@ -59,6 +61,10 @@ def test_json_contract(scans, zoo_manifest):
         assert {c["teacher"] for c in d["candidates"]} == teachers
         ps = [c["p_value"] for c in d["candidates"]]
         assert ps == sorted(ps)
+        # ties in p_value are ordered by the evidence at the last look, then the statistic
+        order = [(c["p_value"], combine(c["p_parts"]) if c.get("p_parts") else 1.0,
+                  -c["statistic"]) for c in d["candidates"]]
+        assert order == sorted(order)
         for c in d["candidates"]:
             assert set(c) >= {"teacher", "similarity", "p_value", "verdict"}
             assert isinstance(c["similarity"], float) and 0.0 <= c["p_value"] <= 1.0

@@ -22,6 +22,22 @@ def test_auc_and_tpr():
     assert stats.auc([3, 4], [1, 2]) == 1.0
     assert stats.auc([1], [1]) == 0.5
     assert stats.tpr_at_fpr([99.5, 50, 200], list(range(100)), 0.01) == pytest.approx(2 / 3)
+    # 1% of 100 negatives: one may sit above the threshold (99), so 99.5 and 200 count
+    assert stats.tpr_at_fpr_count([99.5, 50, 200], list(range(100)), 0.01) == (2, 3)
+    assert stats.tpr_at_fpr_count([], [1.0], 0.01) == (0, 0)
+
+
+def test_auc_interval_brackets_the_auc_and_is_reproducible():
+    rng = np.random.default_rng(3)
+    pos, neg = rng.normal(1.0, 1.0, 21), rng.normal(0.0, 1.0, 102)
+    lo, hi = stats.auc_interval(pos, neg)
+    assert lo < stats.auc(pos, neg) < hi and 0.0 <= lo and hi <= 1.0
+    assert stats.auc_interval(pos, neg) == (lo, hi)  # fixed seed
+    # more data, narrower interval
+    lo2, hi2 = stats.auc_interval(np.tile(pos, 10), np.tile(neg, 10))
+    assert hi2 - lo2 < (hi - lo) / 2
+    assert stats.auc_interval([3.0, 4.0], [1.0, 2.0]) == (1.0, 1.0)  # separated: every draw is 1
+    assert all(np.isnan(stats.auc_interval([], [1.0])))
 
 
 def test_prediction_pvalue_reaches_001_with_three_references():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lineage import verdict as V
-from lineage.verdict import Observed, decide, simes, teacher_test
+from lineage.verdict import Observed, combine, decide, simes, teacher_test
 
 
 def _population(rng, n_refs, P=40, n=2, B=6, copy=0.0):
@@ -36,6 +36,7 @@ def _assert_calibrated(draw, parts, trials=300, alpha=0.05):
         t, s, refs, exact = draw()
         r = teacher_test(0, t, s, refs, exact)
         assert set(r.p_parts) == parts
+        assert r.p_value == combine(r.p_parts)
         hits += r.p_value <= alpha
     assert hits / trials <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
 
@@ -167,3 +168,12 @@ def test_weighted_simes():
         simes([0.1, 0.2], [1.0])
     with pytest.raises(ValueError):
         simes([0.1], [0.0])
+
+
+def test_combine_weights_the_sharpened_statistic_only_when_present():
+    parts = {"closeness": 0.5, "similarity": 0.9, "divergence": 0.01}
+    assert combine(parts) == pytest.approx(0.0125)  # 0.01 / 0.8
+    assert combine({**parts, "divergence": 0.3}) == simes([0.5, 0.9, 0.3], [0.1, 0.1, 0.8])
+    assert combine({"closeness": 0.01, "similarity": 0.9}) == pytest.approx(0.02)  # Simes
+    with pytest.raises(ValueError):
+        combine({})
