@@ -48,8 +48,13 @@ def make_tiny_model(out: Path, *, seed: int = 0, arch: str = "llama", vocab: int
                     text: str | None = None, sliding_window: int | None = None,
                     tokenizer: str = "bpe") -> Path:
     import torch
-    from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM,
-                              PreTrainedTokenizerFast)
+    from transformers import (
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     torch.manual_seed(seed)
     corpus = text or ("Return the value of the given key. This function computes the sum of "
