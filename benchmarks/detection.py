@@ -146,7 +146,8 @@ def grade(res: dict) -> dict:
         + [row("all", lambda x, _t: True)]
     # the same figures per teacher: a teacher whose students sit close to the references
     # shows here, not in the recipe rows
-    by_teacher = [row(t, lambda _x, p, t=t: p == t) for t in res["teachers"]]
+    by_teacher = [row(t, lambda _x, p, t=t: p == t) for t in res["teachers"]
+                  if any(x["parent"] == t for x in scans)]
     core = [c for (s, rec, t, p, c) in pairs if p and rec in ("logit_kd", "seq_kd")]
     k_fp = sum(c["verdict"] == "derived" for c in neg)
     fp_by_kind = defaultdict(lambda: [0, 0])
