@@ -80,3 +80,17 @@ def test_targets_table_marks_met_and_short_with_the_gap():
     assert top1["value"] == 0.5 and not top1["met"] and top1["short_by"] == pytest.approx(0.48)
     cal = by["calibration: FPR at alpha <= alpha"]
     assert cal["met"] and cal["target"] == 0.01
+
+
+def test_regrading_a_committed_run_reproduces_its_figures():
+    """The README's figures come from these files; grading them again changes nothing."""
+    import json
+
+    det = _load("detection")
+    path = ROOT / "benchmarks" / "results" / "detection-full-text-s9.json"
+    saved = json.loads(path.read_text())
+    again = det.grade(saved)
+    for key in ("rows", "by_teacher", "by_statistic", "fpr_at_alpha", "negative_pairs"):
+        assert json.loads(json.dumps(again[key])) == saved[key], key
+    all_row = again["rows"][-1]
+    assert (round(all_row["tpr_at_fpr_0.01"], 2), round(all_row["auc"], 3)) == (0.67, 0.967)
