@@ -102,6 +102,29 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     })
 
 
+SETTINGS = ("access", "max_queries", "alpha", "early_stop", "teachers")
+
+
+def pool(runs: list[dict]) -> dict:
+    """Several saved runs with the same settings (e.g. on zoos built with other seeds) as one
+    run: their scans side by side, suspect names prefixed by the run's index when there are
+    several."""
+    first = runs[0]
+    for r in runs[1:]:
+        diff = [k for k in SETTINGS if r.get(k) != first.get(k)]
+        if diff:
+            raise SystemExit(f"cannot pool runs that differ in {', '.join(diff)}")
+    if len(runs) == 1:
+        return first
+    return {**first, "zoo": " + ".join(r["zoo"] for r in runs),
+            "register_seconds": sum(r["register_seconds"] for r in runs),
+            "scan_seconds": sum(r["scan_seconds"] for r in runs),
+            "scans": [{**x, "suspect": f"{i}:{x['suspect']}"}
+                      for i, r in enumerate(runs) for x in r["scans"]],
+            "distillation": [{**m, "name": f"{i}:{m['name']}"}
+                             for i, r in enumerate(runs) for m in r["distillation"]]}
+
+
 def grade(res: dict) -> dict:
     """The figures of a run from its scans (`res` holds what `run` measured); `--regrade`
     recomputes them from a saved run without scanning again."""
@@ -250,8 +273,9 @@ def print_report(res: dict) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--zoo", type=Path, help="the zoo to register and scan")
-    ap.add_argument("--regrade", type=Path, default=None, metavar="RUN.json",
-                    help="recompute the figures of a saved run from its scans (no scanning)")
+    ap.add_argument("--regrade", type=Path, nargs="+", default=None, metavar="RUN.json",
+                    help="recompute the figures of saved runs from their scans (no scanning); "
+                         "several runs (zoos built with other seeds) are graded as one")
     ap.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--alpha", type=float, default=0.01)
@@ -263,8 +287,10 @@ def main() -> int:
                     help="JSON output (default benchmarks/results/detection-ACCESS.json)")
     a = ap.parse_args()
     if a.regrade is not None:
-        res = grade(json.loads(a.regrade.read_text()))
-        out = a.out or a.regrade
+        res = grade(pool([json.loads(p.read_text()) for p in a.regrade]))
+        if len(a.regrade) > 1 and a.out is None:
+            ap.error("--out is required when pooling several runs")
+        out = a.out or a.regrade[0]
     elif a.zoo is None:
         ap.error("--zoo is required (or --regrade RUN.json)")
     else:

@@ -94,3 +94,13 @@ def test_regrading_a_committed_run_reproduces_its_figures():
         assert json.loads(json.dumps(again[key])) == saved[key], key
     all_row = again["rows"][-1]
     assert (round(all_row["tpr_at_fpr_0.01"], 2), round(all_row["auc"], 3)) == (0.67, 0.967)
+
+
+def test_pooling_two_runs_doubles_the_pairs_and_refuses_mixed_settings():
+    det = _load("detection")
+    a, b = _run(), _run()
+    res = det.grade(det.pool([a, b]))
+    assert res["negative_pairs"] == 204 and res["rows"][-1]["positives"] == 4
+    assert len({x["suspect"] for x in res["scans"]}) == 104
+    with pytest.raises(SystemExit):
+        det.pool([a, {**b, "alpha": 0.05}])
