@@ -115,7 +115,7 @@ def report(path: Path) -> None:
             for t in teachers:
                 m = len(null[(t, combo[0])])
 
-                def val(get, t=t, combo=combo):
+                def val(get, t=t, combo=combo, form=form):
                     z = {u: sum((get(u, s) - null[(u, s)].mean()) / null[(u, s)].std(ddof=1)
                                 for s in combo) for u in teachers}
                     return z[t] if form == "stouffer" \
