@@ -1,7 +1,7 @@
 """How far apart the zoo's students and negatives are on a signal no scan can exceed in its
 kind: each suspect's bits per character on its teacher's *held-out* samples.
 
-    python benchmarks/ceiling.py --zoo DIR [--out FILE.json]
+    python benchmarks/ceiling.py --zoo DIR [--zoo DIR2 ...] [--out FILE.json]
 
 The zoo build scores every model on each teacher's held-out samples (`eval.by_teacher` in the
 manifest: `eval_rows` rows of 128 teacher tokens, far more text than a scan reads, scored by
@@ -9,7 +9,8 @@ the suspect's own weights and tokenizer). For every (suspect, teacher) pair this
 standardises the suspect's bpc against the references' bpc on the same text (z = (reference
 mean - suspect) / reference sd: higher = closer to the teacher), then reports, per recipe and
 per teacher, the TPR at 1% FPR over all negative pairs with Clopper-Pearson intervals, the
-AUC, and each positive's z beside the largest negative z's.
+AUC, and each positive's z beside the largest negative z's. Several zoos (built with other
+seeds) are pooled: each pair is standardised against its own zoo's references.
 
 It needs the suspect's likelihoods of text it did not write (`full` access), and it grades
 with the manifest. It is not a detector; it measures whether the students carry their
@@ -36,20 +37,24 @@ FORMS = {
 }
 
 
-def ceiling(manifest: dict) -> dict:
-    models = manifest["models"]
-    teachers = [m["name"] for m in models if m["role"] == "teacher"]
-    refs = [m for m in models if m["role"] == "reference"]
-    sus = [m for m in models if m["role"] == "suspect"]
-    out: dict = {"teachers": teachers, "n_references": len(refs), "forms": {}}
+def ceiling(manifests: list[dict]) -> dict:
+    first = manifests[0]["models"]
+    teachers = [m["name"] for m in first if m["role"] == "teacher"]
+    out: dict = {"teachers": teachers,
+                 "n_references": sum(m["role"] == "reference" for m in first), "forms": {}}
     for form, f in FORMS.items():
         pairs = []  # (suspect, recipe, teacher, positive, z)
-        for t in teachers:
-            r = np.asarray([f(m["eval"], t) for m in refs])
-            mu, sd = float(r.mean()), float(r.std(ddof=1))
-            for m in sus:
-                pairs.append((m["name"], m["recipe"], t, m.get("parent") == t,
-                              (f(m["eval"], t) - mu) / sd))
+        for k, manifest in enumerate(manifests):
+            models = manifest["models"]
+            refs = [m for m in models if m["role"] == "reference"]
+            tag = f"{k}:" if len(manifests) > 1 else ""
+            for t in teachers:
+                r = np.asarray([f(m["eval"], t) for m in refs])
+                mu, sd = float(r.mean()), float(r.std(ddof=1))
+                for m in models:
+                    if m["role"] == "suspect":
+                        pairs.append((tag + m["name"], m["recipe"], t, m.get("parent") == t,
+                                      (f(m["eval"], t) - mu) / sd))
         neg = [z for (*_, p, z) in pairs if not p]
 
         def row(name: str, sel, pairs=pairs, neg=neg) -> dict:
@@ -74,11 +79,12 @@ def ceiling(manifest: dict) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--zoo", required=True, type=Path)
+    ap.add_argument("--zoo", required=True, type=Path, action="append",
+                    help="a built zoo; give several to pool them")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    res = ceiling(json.loads((a.zoo / "manifest.json").read_text()))
-    res["zoo"] = str(a.zoo)
+    res = ceiling([json.loads((z / "manifest.json").read_text()) for z in a.zoo])
+    res["zoo"] = " + ".join(str(z) for z in a.zoo)
     for form, v in res["forms"].items():
         print(f"\n{form}: z against {res['n_references']} references, "
               f"{v['negative_pairs']} negative pairs; top negatives "
@@ -87,7 +93,7 @@ def main() -> int:
         for r in v["rows"] + v["by_teacher"]:
             ci = r["tpr_at_fpr_0.01_ci"]
             zs = " ".join(f"{k.split('/')[0]}:{z:.1f}" for k, z in r["z"].items()) \
-                if r["positives"] <= 7 else ""
+                if r["positives"] <= 7 else ""  # per-positive z for the small rows
             print(f"{r['name']:<13}{r['positives']:>3}{r['auc']:>7.3f}"
                   f"{r['tpr_at_fpr_0.01']:>11.2f} [{ci[0]:.2f},{ci[1]:.2f}] {zs}")
     out = a.out or Path(__file__).parent / "results" / "ceiling.json"
