@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from lineage import stats
+from lineage import __version__, stats
 from lineage.backends import AccessMode, ModelBackend, Sample, open_model, view
 from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
 from lineage.faults import crash_point
@@ -413,7 +413,8 @@ class Lineage:
             queries=backend.usage.queries, generated_tokens=backend.usage.generated_tokens,
             alpha=alpha, suite_name=suite.name, suite_hash=self.suite.hash,
             candidates=tuple(candidates), created_at=utcnow(),
-            identity=dict(backend.identity), request_id=request_id, stopped_early=stopped)
+            identity=dict(backend.identity), request_id=request_id, stopped_early=stopped,
+            lineage_version=__version__)
         crash_point("scan.before_store")
         self.store.add_scan(result.id, model, result.to_json(), request_id)
         crash_point("scan.after_store")
@@ -576,5 +577,6 @@ def _scan_from_json(d: dict[str, Any]) -> ScanResult:
         generated_tokens=d.get("generated_tokens", 0), alpha=d["alpha"],
         suite_name=d["suite"]["name"], suite_hash=d["suite"]["hash"], candidates=cands,
         created_at=d["created_at"], identity=d.get("identity", {}),
-        request_id=d.get("request_id"), stopped_early=d.get("stopped_early", False))
+        request_id=d.get("request_id"), stopped_early=d.get("stopped_early", False),
+        lineage_version=d.get("lineage_version", ""))
 

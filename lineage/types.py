@@ -85,6 +85,7 @@ class ScanResult:
     identity: dict[str, str] = field(default_factory=dict)
     request_id: str | None = None
     stopped_early: bool = False
+    lineage_version: str = ""  # "" for scans stored before the version was recorded
 
     def to_json(self) -> dict[str, Any]:
         """The CLI contract: suspect, access, queries, candidates[...] plus extra fields."""
@@ -101,6 +102,7 @@ class ScanResult:
             "created_at": self.created_at,
             "stopped_early": self.stopped_early,
             "request_id": self.request_id,
+            "lineage_version": self.lineage_version,
         }
 
 

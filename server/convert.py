@@ -157,7 +157,8 @@ def scan_to_pb(s: ScanResult) -> pb.Scan:
         suite_name=s.suite_name, suite_hash=s.suite_hash,
         candidates=[_candidate_to_pb(c) for c in s.candidates], create_time=_ts(s.created_at),
         identity={str(k): str(v) for k, v in s.identity.items()},
-        request_id=s.request_id or "", stopped_early=s.stopped_early)
+        request_id=s.request_id or "", stopped_early=s.stopped_early,
+        lineage_version=s.lineage_version)
 
 
 def scan_from_pb(s: pb.Scan) -> ScanResult:
@@ -167,7 +168,8 @@ def scan_from_pb(s: pb.Scan) -> ScanResult:
         suite_name=s.suite_name, suite_hash=s.suite_hash,
         candidates=tuple(_candidate_from_pb(c) for c in s.candidates),
         created_at=_iso(s.create_time), identity=dict(s.identity),
-        request_id=s.request_id or None, stopped_early=s.stopped_early)
+        request_id=s.request_id or None, stopped_early=s.stopped_early,
+        lineage_version=s.lineage_version)
 
 
 def hit_to_pb(h: SearchHit) -> pb.SearchHit:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from lineage.engine import Lineage, plan_queries
+import lineage
+from lineage.engine import Lineage, _scan_from_json, plan_queries
 from lineage.backends import AccessMode
 from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
 from lineage.suites import default_suite
@@ -56,6 +57,10 @@ def test_scan_reports_every_teacher_and_counts_queries(eng, models):
 def test_request_ids_are_idempotent(eng, models):
     a = eng.scan(models["s1"], access="text", request_id="req-1")
     b = eng.scan(models["s1"], access="text", request_id="req-1")
+    # the version that ran a scan travels with it, also when the stored scan is replayed
+    assert a.lineage_version == b.lineage_version == lineage.__version__
+    old = {k: v for k, v in a.to_json().items() if k != "lineage_version"}  # stored before
+    assert _scan_from_json(old).lineage_version == ""
     assert a.id == b.id
     assert len(eng.list_scans()) == 1
     rec = eng.register("t2", models["s1"], "teacher", request_id="reg-1")

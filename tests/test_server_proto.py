@@ -131,7 +131,7 @@ def test_convert_round_trips_exactly():
                      (Evidence("p3", "Hello", 0.5),))
     res = ScanResult("abc", "/s", "logprobs", 10, 100, 0.01, "default", "h",
                      (cand, Candidate("t2", -0.1, 1.0, "inconclusive")),
-                     "2026-01-02T03:04:05+00:00", {"kind": "local"}, "rid", True)
+                     "2026-01-02T03:04:05+00:00", {"kind": "local"}, "rid", True, "9.9.9")
     back = convert.scan_from_pb(convert.scan_to_pb(res))
     assert back == res and back.to_json() == res.to_json()
     assert convert.hit_from_pb(convert.hit_to_pb(SearchHit("t1", 0.5))) == SearchHit("t1", 0.5)

@@ -130,7 +130,7 @@ class Candidate(_message.Message):
     def __init__(self, teacher: _Optional[str] = ..., similarity: _Optional[float] = ..., p_value: _Optional[float] = ..., verdict: _Optional[_Union[Verdict, str]] = ..., raw_p_value: _Optional[float] = ..., statistic: _Optional[float] = ..., closeness: _Optional[float] = ..., null_mean: _Optional[float] = ..., null_sd: _Optional[float] = ..., n_references: _Optional[int] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., p_parts: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Scan(_message.Message):
-    __slots__ = ("name", "suspect", "access", "queries", "generated_tokens", "alpha", "suite_name", "suite_hash", "candidates", "create_time", "identity", "request_id", "stopped_early")
+    __slots__ = ("name", "suspect", "access", "queries", "generated_tokens", "alpha", "suite_name", "suite_hash", "candidates", "create_time", "identity", "request_id", "stopped_early", "lineage_version")
     class IdentityEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +151,7 @@ class Scan(_message.Message):
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STOPPED_EARLY_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_VERSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     suspect: str
     access: AccessMode
@@ -164,7 +165,8 @@ class Scan(_message.Message):
     identity: _containers.ScalarMap[str, str]
     request_id: str
     stopped_early: bool
-    def __init__(self, name: _Optional[str] = ..., suspect: _Optional[str] = ..., access: _Optional[_Union[AccessMode, str]] = ..., queries: _Optional[int] = ..., generated_tokens: _Optional[int] = ..., alpha: _Optional[float] = ..., suite_name: _Optional[str] = ..., suite_hash: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ..., stopped_early: _Optional[bool] = ...) -> None: ...
+    lineage_version: str
+    def __init__(self, name: _Optional[str] = ..., suspect: _Optional[str] = ..., access: _Optional[_Union[AccessMode, str]] = ..., queries: _Optional[int] = ..., generated_tokens: _Optional[int] = ..., alpha: _Optional[float] = ..., suite_name: _Optional[str] = ..., suite_hash: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., identity: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ..., stopped_early: _Optional[bool] = ..., lineage_version: _Optional[str] = ...) -> None: ...
 
 class CreateModelRequest(_message.Message):
     __slots__ = ("model_id", "model", "request_id")
