@@ -34,7 +34,6 @@ from lineage.verdict import (
     SHARP_TEMPERATURE,
     Observed,
     TeacherTest,
-    combine,
     decide,
     teacher_test,
 )
@@ -457,26 +456,27 @@ class Lineage:
                     tests: list[TeacherTest | None], raw: list[float], suite: Suite,
                     alpha: float) -> list[Candidate]:
         adj, verdicts = decide(raw, alpha, [x is not None for x in tests])
-        out = []
+        out = []  # (evidence p at the last look, candidate)
         for t, x, p, q, vd in zip(tlist, tests, raw, adj, verdicts):
             if x is None:
-                out.append(Candidate(teacher=t.name, similarity=0.0, p_value=1.0,
-                                     verdict=vd, raw_p_value=1.0, n_references=len(refs)))
+                out.append((1.0, Candidate(teacher=t.name, similarity=0.0, p_value=1.0,
+                                           verdict=vd, raw_p_value=1.0,
+                                           n_references=len(refs))))
                 continue
             top = np.argsort(-x.contributions)[:5]
             ev = tuple(Evidence(suite.probes[i].id, suite.probes[i].prompt,
                                 float(x.contributions[i])) for i in top)
             null = np.asarray(x.null)
-            out.append(Candidate(
+            out.append((x.p_value, Candidate(
                 teacher=t.name, similarity=x.similarity, p_value=q, verdict=vd, raw_p_value=p,
                 statistic=x.statistic, closeness=x.closeness, null_mean=float(null.mean()),
                 null_sd=float(null.std(ddof=1)), n_references=len(refs), evidence=ev,
-                p_parts={k: float(v) for k, v in x.p_parts.items()}))
+                p_parts={k: float(v) for k, v in x.p_parts.items()})))
         # Ties in the reported p (e.g. every teacher at 1 after a futility stop) are broken by
-        # the evidence at the last look, before the look weight, then by the statistic.
-        out.sort(key=lambda c: (c.p_value, combine(c.p_parts) if c.p_parts else 1.0,
-                                -c.statistic))
-        return out
+        # the evidence at the last look (the test's combined p, before the look weight), then
+        # by the statistic.
+        out.sort(key=lambda e: (e[1].p_value, e[0], -e[1].statistic))
+        return [c for _, c in out]
 
     def compare(self, model: str, teacher: str, *, access: str = "full",
                 max_queries: int | None = None, alpha: float = 0.01) -> ScanResult:

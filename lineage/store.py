@@ -52,20 +52,20 @@ fingerprints = sa.Table(
     sa.Column("dist", sa.LargeBinary, nullable=False),
     sa.Column("samples", sa.Text, nullable=False),
 )
+
+
+def _pair_columns() -> list[sa.Column]:
+    """(scorer_id, generator_id): the key of a score row, both ends deleted with their model."""
+    return [sa.Column(c, sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
+                      primary_key=True) for c in ("scorer_id", "generator_id")]
+
+
 scores = sa.Table(
-    "scores", meta,
-    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
-              primary_key=True),
-    sa.Column("generator_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
-              primary_key=True),
+    "scores", meta, *_pair_columns(),
     sa.Column("logp", sa.LargeBinary, nullable=False),
 )
 tempered_scores = sa.Table(
-    "tempered_scores", meta,
-    sa.Column("scorer_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
-              primary_key=True),
-    sa.Column("generator_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
-              primary_key=True),
+    "tempered_scores", meta, *_pair_columns(),
     sa.Column("tau_milli", sa.Integer, primary_key=True),
     sa.Column("logp", sa.LargeBinary, nullable=False),
 )

@@ -294,19 +294,19 @@ class LocalHFBackend:
         return out
 
     def _span_logprobs(self, seqs: list[list[int]], starts: list[int],
-                       boundary: Any = None, temperatures: Sequence[float] = ()
-                       ) -> tuple[Any, list[float]]:
+                       boundary: Any = None, temperatures: Sequence[float] = (1.0,)
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Batched, right-padded forward passes.
 
         For each sequence returns the summed log-probability of tokens seqs[i][starts[i]:]
         given what precedes them, and (if `boundary`, a bool [V] mask) the log of the mass the
-        model puts on boundary tokens right after the sequence's last token. With
-        `temperatures` the first is an [N, K] array: the span's log-probability under the
-        model's logits divided by each temperature (one forward pass for all K).
+        model puts on boundary tokens right after the sequence's last token. The first is an
+        [N, K] array: the span's log-probability under the model's logits divided by each of
+        the K `temperatures` (one forward pass for all K); the second is [N].
         """
         import torch
 
-        temps = tuple(float(t) for t in temperatures) or (1.0,)
+        temps = tuple(float(t) for t in temperatures)
         span = np.zeros((len(seqs), len(temps)))
         bnd = np.zeros(len(seqs))
         pad = self.tokenizer.pad_token_id
@@ -353,7 +353,7 @@ class LocalHFBackend:
                     bnd[idx] = (torch.logsumexp(rows.masked_fill(~mask, float("-inf")), -1)
                                 - lse[r, last]).double().cpu().numpy()
                 del logits, lse, tgt, picked
-        return (span if temperatures else span[:, 0].tolist()), bnd.tolist()
+        return span, bnd
 
     def _fit(self, prompt_ids: list[int], cont_ids: list[int]) -> list[int]:
         """Left-truncate the prompt so prompt+continuation fits the context."""
@@ -452,7 +452,7 @@ class LocalHFBackend:
         if seqs:
             span, bnd = self._span_logprobs(seqs, starts, mask)
             got_idx.append(np.asarray(meta, dtype=np.int64))
-            got_val.append(np.stack([np.asarray(span), np.asarray(bnd)], 1))
+            got_val.append(np.stack([span[:, 0], bnd], 1))
         if shared:
             tree = self._tree and (self._window is None or max(
                 len(pid) + max(map(len, cids)) for _, pid, cids in shared) <= self._window)
