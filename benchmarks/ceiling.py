@@ -17,7 +17,10 @@ with the manifest. It is not a detector; it measures whether the students carry 
 teacher's signal at all, which bounds what likelihood statistics on a scan's few hundred
 short samples can find. A second form subtracts each model's bpc on real held-out text first
 (its capability), which separates sequence-KD students better and confuses students trained
-on any teacher's text with students of this one.
+on any teacher's text with students of this one. A third form subtracts the model's bpc on
+T's held-out text from its mean bpc on the *other* teachers' held-out text: that cancels
+both the model's capability and what training on any teacher's text teaches, and keeps what
+is specific to T (session 10; the teacher_text statistic is its scan-time form).
 """
 
 from __future__ import annotations
@@ -31,9 +34,16 @@ import numpy as np
 
 from lineage import stats
 
+def _minus_other_teachers(e: dict, t: str) -> float:
+    """The model's bpc on the other teachers' held-out text (mean) minus on T's."""
+    other = [v for u, v in e["by_teacher"].items() if u != t]
+    return sum(other) / len(other) - e["by_teacher"][t]
+
+
 FORMS = {
     "teacher_text_bpc": lambda e, t: -e["by_teacher"][t],
     "minus_real_bpc": lambda e, t: e["real_bpc"] - e["by_teacher"][t],
+    "minus_other_teachers": _minus_other_teachers,
 }
 
 

@@ -61,7 +61,9 @@ def _reported(c: dict) -> float:
 
 
 def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path,
-        early_stop: bool = True) -> dict:
+        early_stop: bool | None = None) -> dict:
+    if early_stop is None:  # the engine's default: sequential for remote access modes only
+        early_stop = access != "full"
     manifest = json.loads((zoo / "manifest.json").read_text())
     models = manifest["models"]
     eng = Lineage(home)
@@ -296,7 +298,7 @@ def main() -> int:
     else:
         home = a.home or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
         res = run(a.zoo, a.access, a.max_queries, a.alpha, home,
-                  early_stop=not a.no_early_stop)
+                  early_stop=False if a.no_early_stop else None)
         out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

@@ -276,7 +276,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--max-queries", type=int, default=None, metavar="N")
         sp.add_argument("--alpha", type=float, default=0.01)
         sp.add_argument("--no-early-stop", action="store_true",
-                        help="spend the whole budget even when the decision is already clear")
+                        help="spend the whole budget even when the decision is already "
+                             "clear (text and logprobs access; full access always does)")
 
     r = sub.add_parser("register", parents=[common, remote], help="fingerprint and add a model")
     r.add_argument("name")

@@ -164,11 +164,11 @@ class LineageClient:
 
     def scan(self, model: str, *, access: str = "full", max_queries: int | None = None,
              alpha: float = 0.01, teachers: Sequence[str] | None = None,
-             request_id: str | None = None, early_stop: bool = True) -> ScanResult:
+             request_id: str | None = None, early_stop: bool | None = None) -> ScanResult:
         req = pb.CreateScanRequest(
             suspect=model, access=self._access(access), alpha=alpha,
             teachers=[self._convert.model_name(t) for t in teachers or ()],
-            disable_early_stop=not early_stop, request_id=request_id or "")
+            disable_early_stop=early_stop is False, request_id=request_id or "")
         if max_queries is not None:
             req.max_queries = max_queries
         return self._convert.scan_from_pb(self._call("CreateScan", req).scan)

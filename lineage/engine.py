@@ -285,6 +285,37 @@ class Lineage:
             self.store.add_tempered(rows, SHARP_TEMPERATURE)
             return self.store.tempered_matrix(SHARP_TEMPERATURE)
 
+    def _ensure_sharp_text(self, teachers: list[ModelRecord], refs: list[ModelRecord]
+                           ) -> tuple[dict[int, list[list[str]]],
+                                      dict[tuple[int, int], np.ndarray]]:
+        """The teachers' samples at SHARP_TEMPERATURE and the references' log-likelihoods
+        of them (temperature 1), after sampling and scoring whatever is missing (the first
+        scan that needs them, in a home registered before they existed or since a model was
+        added). Returns ({teacher id: [P][n] texts}, {(reference id, teacher id): [P, n]})."""
+        tau = SHARP_TEMPERATURE
+        texts, sc = self.store.sharp_texts(tau), self.store.sharp_text_matrix(tau)
+        if all(t.id in texts for t in teachers) and all(
+                (r.id, t.id) in sc for r in refs for t in teachers):
+            return texts, sc
+        with self._fill_lock:
+            texts = self.store.sharp_texts(tau)
+            new: dict[int, list[list[str]]] = {}
+            S = self.suite
+            for t in teachers:
+                if t.id not in texts:
+                    rows = view(self._backend(t.uri), AccessMode.FULL).sample(
+                        S.prompts, n=self.settings.n_reg, max_new_tokens=S.max_new_tokens,
+                        temperature=tau, seed=_seed_for("sharp:" + t.name, self.settings.seed))
+                    new[t.id] = [[x.text for x in row] for row in rows]
+            self.store.add_sharp_texts(new, tau)
+            texts = self.store.sharp_texts(tau)
+            sc = self.store.sharp_text_matrix(tau)
+            rows2 = {(r.id, t.id): self._score_at(self._backend(r.uri), texts[t.id], (1.0,))[..., 0]
+                     for r in refs for t in teachers
+                     if (r.id, t.id) not in sc and t.id in texts}
+            self.store.add_sharp_text_scores(rows2, tau)
+            return texts, self.store.sharp_text_matrix(tau)
+
     def get_model(self, name: str) -> ModelRecord:
         return self.store.get_model(name)
 
@@ -308,10 +339,14 @@ class Lineage:
     def scan(self, model: str, *, access: str = "full", max_queries: int | None = None,
              alpha: float = 0.01, teachers: Sequence[str] | None = None,
              request_id: str | None = None, progress: Progress | None = None,
-             early_stop: bool = True) -> ScanResult:
+             early_stop: bool | None = None) -> ScanResult:
         """Query the suspect, then test it against every registered teacher (or `teachers`).
 
-        With `early_stop`, the probes are asked in up to three looks (1/4, 1/2, all of the
+        `early_stop` None (the default) means on for `text` and `logprobs` access, where
+        every query goes to an endpoint and counts against its budget, and off for `full`
+        access, where the suspect's weights are local and asking every probe costs a few
+        forward passes (it raised TPR at 1% FPR from 0.81 to 0.95 on both full zoos; README
+        Results). With `early_stop`, the probes are asked in up to three looks (1/4, 1/2, all of the
         plan) and the scan stops at the first look where every teacher is decided: derived
         at alpha, or clearly not (raw p > FUTILITY_P). Validity under this optional stopping
         comes from alpha spending: look k may spend LOOK_WEIGHTS[k] of alpha, i.e. a
@@ -326,6 +361,8 @@ class Lineage:
             if prior is not None:
                 return _scan_from_json(prior)
         mode = AccessMode.parse(access)
+        if early_stop is None:
+            early_stop = mode is not AccessMode.FULL
         prog = progress or (lambda *_: None)
         recs = self.store.list_models()
         tlist = [r for r in recs if r.role == "teacher"]
@@ -369,6 +406,18 @@ class Lineage:
         allsc = self.store.score_matrix()  # read the registered population once per scan
         sharp = self._ensure_tempered(tlist + refs)
         fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
+        # teacher_text: the suspect scores every registered teacher's sharpened text (the
+        # other teachers are its controls, whichever are tested); full access only. These
+        # are local forward passes over stored text, not samples: they are not queries and
+        # use all n_reg stored samples per probe, whatever the plan samples.
+        every_teacher = [r for r in recs if r.role == "teacher"]
+        texts: dict[int, list[list[str]]] = {}
+        text_sc: dict[tuple[int, int], np.ndarray] = {}
+        if mode is AccessMode.FULL and len(every_teacher) >= 2 \
+                and len(refs) >= stats.MIN_REFERENCES:
+            prog("teacher text", 0, 1)
+            texts, text_sc = self._ensure_sharp_text(every_teacher, refs)
+        text_ll: dict[int, np.ndarray] = {}
         for k, (P, w) in enumerate(zip(looks, weights)):
             lo = len(rows)
             prompts = suite.prompts[lo:P]
@@ -386,15 +435,22 @@ class Lineage:
                 ll[r.id] = p1 if r.id not in ll else np.concatenate([ll[r.id], p1])
                 ll_sharp[r.id] = pt if r.id not in ll_sharp \
                     else np.concatenate([ll_sharp[r.id], pt])
+            for tid, smp in texts.items():
+                part = self._score_at(v, smp[lo:P], (1.0,), offset=lo)[..., 0].astype(np.float64)
+                text_ll[tid] = part if tid not in text_ll \
+                    else np.concatenate([text_ll[tid], part])
             if not early_stop and k < len(looks) - 1:  # a chunk, not a look: no test here
                 continue
             samples = [[x.text for x in row] for row in rows]
             sub = suite.subset(P)
             dist = exact_distribution(word_probs) if mode is AccessMode.FULL \
                 else histogram(sub, samples)
+            tchars = {tid: _chars(smp[:P]) for tid, smp in texts.items()}
             suspect = Observed(dist, _chars(samples), dict(ll),
-                               _self_ll(rows) if sees_logprobs else None, dict(ll_sharp))
-            tests = self._tests(tlist, refs, suspect, P, plan.samples, mode, allsc, fps, sharp)
+                               _self_ll(rows) if sees_logprobs else None, dict(ll_sharp),
+                               dict(text_ll) or None, tchars or None)
+            tests = self._tests(tlist, refs, suspect, P, plan.samples, mode, allsc, fps, sharp,
+                                (text_sc, tchars))
             for t, x in zip(tlist, tests):
                 p = 1.0 if x is None else min(1.0, x.p_value / w)
                 best[t.name] = min(best.get(t.name, 1.0), p)
@@ -422,13 +478,17 @@ class Lineage:
     def _tests(self, tlist: list[ModelRecord], refs: list[ModelRecord], suspect: Observed,
                P: int, n: int, mode: AccessMode, allsc: dict[tuple[int, int], np.ndarray],
                fps: dict[int, tuple[np.ndarray, list[list[str]]]],
-               sharp: dict[tuple[int, int], np.ndarray] | None = None
-               ) -> list[TeacherTest | None]:
+               sharp: dict[tuple[int, int], np.ndarray] | None = None,
+               text: tuple[dict[tuple[int, int], np.ndarray], dict[int, np.ndarray]]
+               | None = None) -> list[TeacherTest | None]:
         """One test per teacher on the first P probes, n samples each (None: no test).
 
         `allsc`, `sharp` and `fps` are the store's score matrices (at temperature 1 and at
-        SHARP_TEMPERATURE) and fingerprints, read once per scan.
+        SHARP_TEMPERATURE) and fingerprints, read once per scan; `text` the references'
+        scores of the teachers' sharpened text and its characters per sample (the first P
+        probes, all stored samples), when the scan runs teacher_text.
         """
+        text_sc, tchars = text or ({}, {})
         if len(refs) < stats.MIN_REFERENCES:
             return [None] * len(tlist)
         sub = self.suite.subset(P)
@@ -448,7 +508,10 @@ class Lineage:
                 else allsc[(r.id, r.id)][:P, :n].astype(np.float64),
                 None if not sharp
                 else {sid: sharp[(sid, r.id)][:P, :n].astype(np.float64)
-                      for sid in scorer_ids if sid != r.id and (sid, r.id) in sharp})
+                      for sid in scorer_ids if sid != r.id and (sid, r.id) in sharp},
+                {tid: text_sc[(r.id, tid)][:P].astype(np.float64) for tid in tchars
+                 if (r.id, tid) in text_sc} or None,
+                tchars or None)
         return [teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact)
                 for t in tlist]
 

@@ -7,6 +7,9 @@ Tables:
 - `tempered_scores`: the same under the scorer's logits divided by a temperature (in
   thousandths), for the divergence statistic (`verdict`). Homes made before this table
   existed get their rows filled in by the first scan that needs them (`Lineage`).
+- `sharp_texts`: a teacher's own samples at a temperature below 1 (in thousandths), and
+  `sharp_text_scores`: their log-likelihoods under the references, for the teacher_text
+  statistic (`verdict`). Both are filled in by the first scan that needs them (`Lineage`).
 - `scans`: finished scan results as JSON.
 
 Arrays are stored as `.npy` bytes (never pickles). The FAISS index is derived data: the store
@@ -66,6 +69,18 @@ scores = sa.Table(
 )
 tempered_scores = sa.Table(
     "tempered_scores", meta, *_pair_columns(),
+    sa.Column("tau_milli", sa.Integer, primary_key=True),
+    sa.Column("logp", sa.LargeBinary, nullable=False),
+)
+sharp_texts = sa.Table(
+    "sharp_texts", meta,
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("tau_milli", sa.Integer, primary_key=True),
+    sa.Column("samples", sa.Text, nullable=False),
+)
+sharp_text_scores = sa.Table(
+    "sharp_text_scores", meta, *_pair_columns(),
     sa.Column("tau_milli", sa.Integer, primary_key=True),
     sa.Column("logp", sa.LargeBinary, nullable=False),
 )
@@ -202,9 +217,10 @@ class Store:
         with self.engine.begin() as c:
             c.execute(scores.delete().where(
                 (scores.c.scorer_id == rec.id) | (scores.c.generator_id == rec.id)))
-            c.execute(tempered_scores.delete().where(
-                (tempered_scores.c.scorer_id == rec.id)
-                | (tempered_scores.c.generator_id == rec.id)))
+            for tab in (tempered_scores, sharp_text_scores):
+                c.execute(tab.delete().where(
+                    (tab.c.scorer_id == rec.id) | (tab.c.generator_id == rec.id)))
+            c.execute(sharp_texts.delete().where(sharp_texts.c.model_id == rec.id))
             c.execute(fingerprints.delete().where(fingerprints.c.model_id == rec.id))
             c.execute(models.delete().where(models.c.id == rec.id))
         return rec
@@ -232,17 +248,53 @@ class Store:
     def add_tempered(self, rows: dict[tuple[int, int], np.ndarray], tau: float) -> None:
         """Store tempered rows for existing models in one transaction; rows already there
         (a concurrent scan filled them) and rows of models deleted meanwhile are skipped."""
+        self._add_pairs(tempered_scores, rows, tau)
+
+    def sharp_text_matrix(self, tau: float) -> dict[tuple[int, int], np.ndarray]:
+        """Stored (scorer_id, teacher_id) -> [P, n] float32 log-likelihoods of the teacher's
+        samples at `tau` under the scorer (at temperature 1)."""
+        q = sa.select(sharp_text_scores).where(sharp_text_scores.c.tau_milli == _milli(tau))
+        with self.engine.connect() as c:
+            return {(r.scorer_id, r.generator_id): decode_array(r.logp) for r in c.execute(q)}
+
+    def add_sharp_text_scores(self, rows: dict[tuple[int, int], np.ndarray], tau: float
+                              ) -> None:
+        """Like `add_tempered`, for `sharp_text_matrix`."""
+        self._add_pairs(sharp_text_scores, rows, tau)
+
+    def sharp_texts(self, tau: float) -> dict[int, list[list[str]]]:
+        """{model id: its samples [P][n] at `tau`}."""
+        q = sa.select(sharp_texts).where(sharp_texts.c.tau_milli == _milli(tau))
+        with self.engine.connect() as c:
+            return {r.model_id: json.loads(r.samples) for r in c.execute(q)}
+
+    def add_sharp_texts(self, texts: dict[int, list[list[str]]], tau: float) -> None:
+        """Store models' samples at `tau`; models that have them already, or were deleted
+        meanwhile, are skipped."""
+        if not texts:
+            return
+        with self.engine.begin() as c:
+            alive = {r.id for r in c.execute(sa.select(models.c.id))}
+            have = {r.model_id for r in c.execute(
+                sa.select(sharp_texts.c.model_id).where(sharp_texts.c.tau_milli == _milli(tau)))}
+            for mid, smp in texts.items():
+                if mid in alive and mid not in have:
+                    c.execute(sharp_texts.insert().values(
+                        model_id=mid, tau_milli=_milli(tau), samples=json.dumps(smp)))
+
+    def _add_pairs(self, table: sa.Table, rows: dict[tuple[int, int], np.ndarray], tau: float
+                   ) -> None:
         if not rows:
             return
         with self.engine.begin() as c:
             alive = {r.id for r in c.execute(sa.select(models.c.id))}
             have = {(r.scorer_id, r.generator_id) for r in c.execute(
-                sa.select(tempered_scores.c.scorer_id, tempered_scores.c.generator_id)
-                .where(tempered_scores.c.tau_milli == _milli(tau)))}
+                sa.select(table.c.scorer_id, table.c.generator_id)
+                .where(table.c.tau_milli == _milli(tau)))}
             for (sid, gid), arr in rows.items():
                 if (sid, gid) in have or sid not in alive or gid not in alive:
                     continue
-                c.execute(tempered_scores.insert().values(
+                c.execute(table.insert().values(
                     scorer_id=sid, generator_id=gid, tau_milli=_milli(tau),
                     logp=encode_array(arr)))
 

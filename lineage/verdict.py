@@ -24,6 +24,15 @@ the suspect) is to teacher T, each relative to a pool of references that exclude
    Both were measured against the difference forms and other temperatures in
    `benchmarks/research/` (kl_temperature, divergence_forms, divergence_zoo,
    cross_entropy_forms; README Results).
+5. *teacher_text* (full access only, where G can score text it did not write, and at least
+   two teachers registered): how much more likely G finds T's own sharpened text (samples at
+   SHARP_TEMPERATURE, stored with T) than the other registered teachers' sharpened text, in
+   nats per character:
+       LL_G(T text) / chars(T text) - mean_U [LL_G(U text) / chars(U text)],  U != T.
+   A student trained on T's text prefers it; a student trained on any language model's text
+   prefers all of it, which the other teachers' text cancels, and so does G's own capability.
+   The references are the null (scoring the same texts), as for the others
+   (`benchmarks/research/own_text.py`).
 
 Each statistic is compared with its values over the references (each reference computed as a
 suspect against the others) by the t prediction test (`stats.prediction_pvalue`), and the
@@ -32,8 +41,10 @@ weight of the k smallest; valid under independence or positive dependence, and a
 measure closeness to T). Each access mode runs one sharpened ratio (divergence where G's
 log-likelihoods are visible, else cross_entropy) with weight 0.8, and closeness and similarity
 with 0.1 each: the ratio was the most powerful part on both zoos, and the other two still
-catch what it misses at extremes (an exact copy's first words). Summing standardised statistics was tried
-first: with three references the sum's spread is estimated from three points that can cancel,
+catch what it misses at extremes (an exact copy's first words). Full access with two or more
+teachers adds teacher_text with the same prior weight as the sharpened ratio (0.8, so the two
+share most of the weight; chosen before measuring the combination). Summing standardised
+statistics was tried first: with three references the sum's spread is estimated from three points that can cancel,
 which gave false positives. References are observed exactly as the suspect is (same probes,
 same number of samples, same access mode), so the null draws carry the same noise as the
 suspect's statistic. Holm's correction runs across teachers.
@@ -54,7 +65,8 @@ __all__ = ["SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "combine",
 SHARP_TEMPERATURE = 0.5
 #: prior weights of the statistics in the weighted Simes combination (one of the first two
 #: runs, by access mode)
-WEIGHTS = {"divergence": 0.8, "cross_entropy": 0.8, "closeness": 0.1, "similarity": 0.1}
+WEIGHTS = {"divergence": 0.8, "cross_entropy": 0.8, "closeness": 0.1, "similarity": 0.1,
+           "teacher_text": 0.8}
 #: divergences are floored here (nats/char) before the log: an estimate can be <= 0
 KL_FLOOR = 1e-4
 
@@ -70,6 +82,9 @@ class Observed:
              mode reveals it (full, logprobs); None in text mode
     ll_sharp: scorer model id -> [P, n] float64 log-likelihood of each sample under the scorer
              at SHARP_TEMPERATURE; None when not available
+    text_ll: teacher model id -> [P, n] float64 the generator's log-likelihood of that
+             teacher's samples at SHARP_TEMPERATURE (full access only); None otherwise
+    text_chars: teacher model id -> [P, n] float64 characters in those samples
     """
 
     dist: np.ndarray
@@ -77,6 +92,8 @@ class Observed:
     ll: dict[int, np.ndarray]
     self_ll: np.ndarray | None = None
     ll_sharp: dict[int, np.ndarray] | None = None
+    text_ll: dict[int, np.ndarray] | None = None
+    text_chars: dict[int, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,31 @@ def _divergence(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
 def _cross_entropy(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
     """mean_R log CE(G, R_tau) - log CE(G, T_tau), with its standard error."""
     return _log_ratio(g, t_id, pool, own=False)
+
+
+def _teacher_text(g: Observed, t_id: int) -> tuple[float, float]:
+    """G's preference for T's sharpened text over the other teachers' (nats per character),
+    with its jackknife standard error over probes."""
+    assert g.text_ll is not None and g.text_chars is not None
+    ids = [t_id] + [u for u in sorted(g.text_ll) if u != t_id]
+    ll = np.stack([g.text_ll[u].sum(axis=1) for u in ids])  # [U, P]
+    ch = np.stack([g.text_chars[u].sum(axis=1) for u in ids])
+
+    def stat(a: np.ndarray, c: np.ndarray) -> np.ndarray:  # a, c: [U, k] -> [k]
+        r = a / c
+        return r[0] - r[1:].mean(axis=0)
+
+    full = float(stat(ll.sum(axis=1, keepdims=True), ch.sum(axis=1, keepdims=True))[0])
+    P = ll.shape[1]
+    if P < 2:
+        return full, 0.0
+    loo = stat(ll.sum(axis=1, keepdims=True) - ll, ch.sum(axis=1, keepdims=True) - ch)
+    return full, float(np.sqrt((P - 1) / P * ((loo - loo.mean()) ** 2).sum()))
+
+
+def _has_text(g: Observed, t_id: int) -> bool:
+    return g.text_ll is not None and g.text_chars is not None and t_id in g.text_ll \
+        and len(g.text_ll) >= 2
 
 
 def _ratio(diff: np.ndarray, chars: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -189,7 +231,7 @@ def combine(p_parts: dict[str, float]) -> float:
     a sharpened statistic (divergence or cross_entropy) is among them, equal weights if not."""
     if not p_parts:
         raise ValueError("no p-values to combine")
-    sharp = any(k in p_parts for k in ("divergence", "cross_entropy"))
+    sharp = any(k in p_parts for k in ("divergence", "cross_entropy", "teacher_text"))
     weights = [WEIGHTS[k] for k in p_parts] if sharp else None
     return simes(list(p_parts.values()), weights)
 
@@ -224,6 +266,9 @@ def teacher_test(
         v, se_v = fn(suspect, t_id, ids)
         parts[name] = (v, se_v, [fn(refs[j], t_id, [r for r in ids if r != j])[0]
                                  for j in ids])
+    if _has_text(suspect, t_id) and all(_has_text(refs[j], t_id) for j in ids):
+        v, se_v = _teacher_text(suspect, t_id)
+        parts["teacher_text"] = (v, se_v, [_teacher_text(refs[j], t_id)[0] for j in ids])
     p_parts = {k: stats.prediction_pvalue(x, null, floor_sd=se)
                for k, (x, se, null) in parts.items()}
     z = {k: _standardise(x, se, null) for k, (x, se, null) in parts.items()}

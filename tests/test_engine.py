@@ -177,3 +177,21 @@ def test_a_sequential_scan_run_to_its_end_has_the_fixed_scans_samples(tmp_path, 
         assert (b.closeness, b.similarity, b.p_parts) == (a.closeness, a.similarity, a.p_parts)
         assert b.raw_p_value <= min(1.0, a.raw_p_value / E.LOOK_WEIGHTS[-1]) + 1e-12
     e.close()
+
+
+def test_only_remote_access_modes_stop_early_by_default(tmp_path, models, monkeypatch):
+    """Full access reads local weights, where every probe costs a forward pass and no
+    endpoint budget: it asks them all unless told otherwise. Text and logprobs stop early."""
+    import lineage.engine as E
+
+    monkeypatch.setattr(E, "FUTILITY_P", -1.0)  # every look is decided: stop at the first
+    e = Lineage(tmp_path / "h", suite=default_suite().subset(32))
+    e.register("t1", models["t1"], "teacher")
+    for r in ("r1", "r2", "r3"):
+        e.register(r, models[r], "reference")
+    full = e.scan(models["s1"], access="full")
+    assert not full.stopped_early and full.queries == 32 * 2  # every probe, with its dist
+    assert e.scan(models["s1"], access="full", early_stop=True).stopped_early
+    assert e.scan(models["s1"], access="text").stopped_early
+    assert not e.scan(models["s1"], access="text", early_stop=False).stopped_early
+    e.close()

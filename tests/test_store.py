@@ -67,3 +67,20 @@ def test_tempered_rows_roundtrip_fill_and_delete(tmp_path):
     np.testing.assert_array_equal(m[(a.id, b.id)], np.full((1, 2), -3.0))
     st.delete_model("a")
     assert st.tempered_matrix(0.5) == {}
+
+
+def test_sharp_texts_and_their_scores_fill_once_and_go_with_their_models(tmp_path):
+    st = Store(tmp_path / "db.sqlite")
+    a, b = _add(st, "a"), _add(st, "b", "teacher")
+    st.add_sharp_texts({b.id: [["x", "y"]], 999: [["gone"]]}, 0.5)
+    st.add_sharp_texts({b.id: [["other"]]}, 0.5)  # a concurrent fill: the first one stays
+    assert st.sharp_texts(0.5) == {b.id: [["x", "y"]]}
+    assert st.sharp_texts(0.7) == {}
+    st.add_sharp_text_scores({(a.id, b.id): np.full((1, 2), -4.0, np.float32),
+                              (a.id, 999): np.ones((1, 2), np.float32)}, 0.5)
+    st.add_sharp_text_scores({(a.id, b.id): np.zeros((1, 2), np.float32)}, 0.5)
+    m = st.sharp_text_matrix(0.5)
+    assert set(m) == {(a.id, b.id)}
+    np.testing.assert_array_equal(m[(a.id, b.id)], np.full((1, 2), -4.0))
+    st.delete_model("b")
+    assert st.sharp_texts(0.5) == {} and st.sharp_text_matrix(0.5) == {}

@@ -177,3 +177,54 @@ def test_combine_weights_the_sharpened_statistic_only_when_present():
     assert combine({"closeness": 0.01, "similarity": 0.9}) == pytest.approx(0.02)  # Simes
     with pytest.raises(ValueError):
         combine({})
+
+
+def _text_population(rng, n_refs, P=40, n=2, U=3, copy=0.0):
+    """_population plus teacher_text inputs: every generator's log-likelihood of U teachers'
+    sharpened texts (teacher 0 is the one tested; 100..100+U-2 the other teachers). Each
+    scorer has its own quality offset and each text its own difficulty, shared by every
+    scorer; the suspect prefers teacher 0's text by `copy` nats per sample."""
+    t, s, refs, exact = _population(rng, n_refs, P, n)
+    teachers = [0] + [100 + k for k in range(U - 1)]
+    diff = {u: rng.normal(-60, 10, size=(P, n)) for u in teachers}
+    chars = {u: np.full((P, n), 40.0) for u in teachers}
+
+    def add(o, g):
+        q = rng.normal(0, 3.0)
+        ll = {u: diff[u] + q + rng.normal(0, 4, size=(P, n)) for u in teachers}
+        if g == 99:
+            ll[0] = ll[0] + copy
+        return Observed(o.dist, o.chars, o.ll, o.self_ll, o.ll_sharp, ll, chars)
+
+    return t, add(s, 99), {i: add(o, i) for i, o in refs.items()}, exact
+
+
+@pytest.mark.parametrize("n_refs", [3, 6])
+def test_teacher_text_false_positive_rate_within_binomial_bound(n_refs):
+    rng = np.random.default_rng(700 + n_refs)
+    _assert_calibrated(lambda: _text_population(rng, n_refs),
+                       {"closeness", "similarity", "teacher_text"})
+
+
+def test_teacher_text_detects_a_student_that_prefers_the_teachers_text():
+    rng = np.random.default_rng(13)
+    detected = 0
+    for _ in range(20):  # 8 nats per sample of 40 characters, 6 references
+        t, s, refs, exact = _text_population(rng, 6, copy=8.0)
+        r = teacher_test(0, t, s, refs, exact)
+        detected += r.p_parts["teacher_text"] <= 0.01
+    assert detected >= 15
+
+
+def test_teacher_text_value_contrasts_the_other_teachers_text():
+    P, n = 3, 2
+    ll = {0: np.full((P, n), -20.0), 5: np.full((P, n), -40.0), 6: np.full((P, n), -60.0)}
+    chars = {0: np.full((P, n), 10.0), 5: np.full((P, n), 20.0), 6: np.full((P, n), 20.0)}
+    g = Observed(np.ones((P, 2)) / 2, np.ones((P, n)), {}, text_ll=ll, text_chars=chars)
+    v, se = V._teacher_text(g, 0)
+    assert v == pytest.approx(-2.0 - (-2.0 + -3.0) / 2)  # nats/char: own text minus controls
+    assert se == pytest.approx(0.0, abs=1e-12)
+    assert V._teacher_text(g, 5)[0] == pytest.approx(-2.0 - (-2.0 + -3.0) / 2)
+    # one teacher alone has no controls: the statistic does not run
+    assert not V._has_text(Observed(g.dist, g.chars, {}, text_ll={0: ll[0]},
+                                    text_chars={0: chars[0]}), 0)
