@@ -435,10 +435,13 @@ class Lineage:
                 ll[r.id] = p1 if r.id not in ll else np.concatenate([ll[r.id], p1])
                 ll_sharp[r.id] = pt if r.id not in ll_sharp \
                     else np.concatenate([ll_sharp[r.id], pt])
-            for tid, smp in texts.items():
-                part = self._score_at(v, smp[lo:P], (1.0,), offset=lo)[..., 0].astype(np.float64)
-                text_ll[tid] = part if tid not in text_ll \
-                    else np.concatenate([text_ll[tid], part])
+            try:
+                for tid, smp in texts.items():
+                    part = self._score_at(v, smp[lo:P], (1.0,), offset=lo)[..., 0]
+                    text_ll[tid] = part.astype(np.float64) if tid not in text_ll \
+                        else np.concatenate([text_ll[tid], part])
+            except InvalidArgumentError:  # a teacher's text does not fit the suspect's
+                texts, text_ll = {}, {}   # context: the scan runs without teacher_text
             if not early_stop and k < len(looks) - 1:  # a chunk, not a look: no test here
                 continue
             samples = [[x.text for x in row] for row in rows]

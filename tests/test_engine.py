@@ -195,3 +195,37 @@ def test_only_remote_access_modes_stop_early_by_default(tmp_path, models, monkey
     assert e.scan(models["s1"], access="text").stopped_early
     assert not e.scan(models["s1"], access="text", early_stop=False).stopped_early
     e.close()
+
+
+def test_teacher_text_runs_with_two_teachers_and_is_dropped_when_it_cannot(tmp_path, models,
+                                                                          monkeypatch):
+    """Two teachers: the full scan scores both teachers' sharpened texts under the suspect
+    (stored once, with the references' scores). If the suspect cannot score them (a text
+    longer than its context), the scan still finishes, without that statistic."""
+    from lineage.backends.base import ModelView
+    from lineage.verdict import SHARP_TEMPERATURE
+
+    e = Lineage(tmp_path / "h", suite=default_suite().subset(8))
+    e.register("t1", models["t1"], "teacher")
+    e.register("t2", models["s1"], "teacher")
+    for r in ("r1", "r2", "r3"):
+        e.register(r, models[r], "reference")
+    a = e.scan(models["r1"], access="full")
+    assert all("teacher_text" in c.p_parts for c in a.candidates)
+    texts = e.store.sharp_texts(SHARP_TEMPERATURE)
+    assert len(texts) == 2 and all(len(t) == 8 for t in texts.values())
+    assert len(e.store.sharp_text_matrix(SHARP_TEMPERATURE)) == 2 * 3
+    assert "teacher_text" not in e.scan(models["r1"], access="text").candidates[0].p_parts
+
+    real = Lineage._score_at
+
+    def refuse(self, backend, samples, temperatures, offset=0):
+        if isinstance(backend, ModelView):  # the suspect, not a registered model
+            raise InvalidArgumentError("continuation longer than the model's context")
+        return real(self, backend, samples, temperatures, offset)
+
+    monkeypatch.setattr(Lineage, "_score_at", refuse)
+    b = e.scan(models["r1"], access="full")
+    assert all(set(c.p_parts) == {"closeness", "similarity", "divergence"}
+               for c in b.candidates)
+    e.close()
