@@ -19,7 +19,7 @@ run() {  # NAME ARGS...
   "$PY" benchmarks/detection.py --zoo "$zoo" --home "$home" "$@" \
     --out "$R/detection-full-$name-$sfx.json" > "$LOGS/$name.log" 2>&1
 }
-run full --access full
+run full --access full            # every probe: full access does not stop early (session 10)
 run full-a05 --access full --alpha 0.05
 run logprobs --access logprobs
 run logprobs-a05 --access logprobs --alpha 0.05
