@@ -417,6 +417,13 @@ class Lineage:
                 and len(refs) >= stats.MIN_REFERENCES:
             prog("teacher text", 0, 1)
             texts, text_sc = self._ensure_sharp_text(every_teacher, refs)
+            # exactly this scan's teachers, each scored by every reference: the suspect and
+            # the references must contrast the same texts (a teacher registered meanwhile
+            # may have stored texts that not every reference has scored yet)
+            texts = {t.id: texts[t.id] for t in every_teacher if t.id in texts
+                     and all((r.id, t.id) in text_sc for r in refs)}
+            if len(texts) < 2:
+                texts = {}
         text_ll: dict[int, np.ndarray] = {}
         for k, (P, w) in enumerate(zip(looks, weights)):
             lo = len(rows)

@@ -5,11 +5,12 @@
 The JSON carries the scan results and their provenance: the probe suite's name and hash; the
 suspect's weight sha256 (local models) or its endpoint and model name (APIs); the teachers'
 weight hashes; queries used; timestamps; and the version of lineage that wrote the report
-(scans do not record the version that ran them). The HTML adds three things per scan, drawn
+(each scan also carries `lineage_version`, the version that ran it; "" for scans stored before
+session 9). The HTML adds three things per scan, drawn
 with matplotlib (Agg) and embedded as base64 PNG data URIs, so the file stands alone:
 
-1. per teacher, the suspect's statistic (the largest of its standardised closeness,
-   similarity and divergence statistics) against the same statistic over the references, each
+1. per teacher, the suspect's statistic (the largest of its standardised statistics:
+   closeness, similarity, and divergence or cross_entropy, and teacher_text where they ran) against the same statistic over the references, each
    playing the suspect (their mean and spread: the reference null). The p-value itself comes
    from each statistic's prediction test, combined by the weighted Simes rule and corrected
    by Holm;
