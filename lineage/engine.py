@@ -6,6 +6,9 @@ index and a cache of loaded registered models; the science lives in `signatures`
 Registering a model (full access, we own it) stores: its exact first-word distributions, its
 own samples (`n_reg` per probe), and the log-likelihood of every registered model's samples
 under every other registered model, at temperature 1 and sharpened (SHARP_TEMPERATURE).
+Once two teachers and two references are registered, each teacher's own samples at
+SHARP_TEMPERATURE and every reference's log-likelihood of them are stored too (teacher_text;
+a scan fills in whatever a home registered before them lacks).
 Scanning a suspect queries it once per plan, scores its
 samples under every registered model, and tests it against every teacher.
 """
@@ -22,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lineage import __version__, stats
-from lineage.backends import AccessMode, ModelBackend, Sample, open_model, view
+from lineage.backends import AccessMode, ModelBackend, ModelView, Sample, open_model, view
 from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
 from lineage.faults import crash_point
 from lineage.index import SignatureIndex
@@ -245,9 +248,18 @@ class Lineage:
             else:
                 self.index.upsert(np.array([rec.id]), self._signature_vectors([rec]))
                 self.index.save()
+        # teacher_text's inputs now rather than at the first full scan; a crash here loses
+        # nothing (the first scan that needs them fills in what is missing)
+        with self._lock:
+            recs = self.store.list_models()
+        teachers = [r for r in recs if r.role == "teacher"]
+        refs = [r for r in recs if r.role == "reference"]
+        if len(teachers) >= 2 and len(refs) >= stats.MIN_REFERENCES:
+            prog("teacher text", 0, 1)
+            self._ensure_sharp_text(teachers, refs)
         return rec
 
-    def _score_at(self, backend: ModelBackend, samples: list[list[str]],
+    def _score_at(self, backend: ModelBackend | ModelView, samples: list[list[str]],
                   temperatures: Sequence[float], offset: int = 0) -> np.ndarray:
         """log P_tau(sample | prompt) for samples [P][n] of probes offset.., for each
         temperature: [P, n, K] float32 from one forward pass."""

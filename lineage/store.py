@@ -9,7 +9,8 @@ Tables:
   existed get their rows filled in by the first scan that needs them (`Lineage`).
 - `sharp_texts`: a teacher's own samples at a temperature below 1 (in thousandths), and
   `sharp_text_scores`: their log-likelihoods under the references, for the teacher_text
-  statistic (`verdict`). Both are filled in by the first scan that needs them (`Lineage`).
+  statistic (`verdict`). `Lineage` stores both at registration, or the first scan that
+  needs them fills in what is missing.
 - `scans`: finished scan results as JSON.
 
 Arrays are stored as `.npy` bytes (never pickles). The FAISS index is derived data: the store
