@@ -52,12 +52,17 @@ def _evidence_p(c: dict) -> float:
     return combine(c["p_parts"]) if c.get("p_parts") else c["raw_p_value"]
 
 
+def _neglog10(p: float, c: dict) -> float:
+    """-log10 p, ties broken by the candidate's statistic."""
+    return -math.log10(max(p, 1e-300)) + 1e-9 * c["statistic"]
+
+
 def _score(c: dict) -> float:
-    return -math.log10(max(_evidence_p(c), 1e-300)) + 1e-9 * c["statistic"]
+    return _neglog10(_evidence_p(c), c)
 
 
 def _reported(c: dict) -> float:
-    return -math.log10(max(c["raw_p_value"], 1e-300)) + 1e-9 * c["statistic"]
+    return _neglog10(c["raw_p_value"], c)
 
 
 def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path,

@@ -58,8 +58,8 @@ import numpy as np
 
 from lineage import stats
 
-__all__ = ["SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "combine", "decide",
-           "teacher_test"]
+__all__ = ["SHARP_STATS", "SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "combine",
+           "decide", "teacher_test"]
 
 #: the temperature of the sharpened scorers in the divergence and cross_entropy statistics
 SHARP_TEMPERATURE = 0.5
@@ -67,6 +67,8 @@ SHARP_TEMPERATURE = 0.5
 #: runs, by access mode)
 WEIGHTS = {"divergence": 0.8, "cross_entropy": 0.8, "closeness": 0.1, "similarity": 0.1,
            "teacher_text": 0.8}
+#: the statistics whose presence switches `combine` from equal weights to WEIGHTS
+SHARP_STATS = ("divergence", "cross_entropy", "teacher_text")
 #: divergences are floored here (nats/char) before the log: an estimate can be <= 0
 KL_FLOOR = 1e-4
 
@@ -231,7 +233,7 @@ def combine(p_parts: dict[str, float]) -> float:
     a sharpened statistic (divergence or cross_entropy) is among them, equal weights if not."""
     if not p_parts:
         raise ValueError("no p-values to combine")
-    sharp = any(k in p_parts for k in ("divergence", "cross_entropy", "teacher_text"))
+    sharp = any(k in p_parts for k in SHARP_STATS)
     weights = [WEIGHTS[k] for k in p_parts] if sharp else None
     return simes(list(p_parts.values()), weights)
 
