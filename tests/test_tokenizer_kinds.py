@@ -38,3 +38,5 @@ def test_scan_runs_for_each_tokenizer_kind(home, kind, access):
     assert {c.teacher for c in r.candidates} == {"T", "T2"}
     assert all(0.0 <= c.raw_p_value <= 1.0 and c.verdict != "derived" for c in r.candidates)
     assert all(c.p_parts for c in r.candidates)  # every test ran: no teacher was skipped
+    # full access: the suspect scored both teachers' texts in their own tokenizers
+    assert all(("teacher_text" in c.p_parts) == (access == "full") for c in r.candidates)
