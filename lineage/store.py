@@ -242,9 +242,7 @@ class Store:
 
     def tempered_matrix(self, tau: float) -> dict[tuple[int, int], np.ndarray]:
         """Stored (scorer_id, generator_id) -> [P, n] float32 log-likelihoods at `tau`."""
-        q = sa.select(tempered_scores).where(tempered_scores.c.tau_milli == _milli(tau))
-        with self.engine.connect() as c:
-            return {(r.scorer_id, r.generator_id): decode_array(r.logp) for r in c.execute(q)}
+        return self._pair_matrix(tempered_scores, tau)
 
     def add_tempered(self, rows: dict[tuple[int, int], np.ndarray], tau: float) -> None:
         """Store tempered rows for existing models in one transaction; rows already there
@@ -254,9 +252,7 @@ class Store:
     def sharp_text_matrix(self, tau: float) -> dict[tuple[int, int], np.ndarray]:
         """Stored (scorer_id, teacher_id) -> [P, n] float32 log-likelihoods of the teacher's
         samples at `tau` under the scorer (at temperature 1)."""
-        q = sa.select(sharp_text_scores).where(sharp_text_scores.c.tau_milli == _milli(tau))
-        with self.engine.connect() as c:
-            return {(r.scorer_id, r.generator_id): decode_array(r.logp) for r in c.execute(q)}
+        return self._pair_matrix(sharp_text_scores, tau)
 
     def add_sharp_text_scores(self, rows: dict[tuple[int, int], np.ndarray], tau: float
                               ) -> None:
@@ -282,6 +278,11 @@ class Store:
                 if mid in alive and mid not in have:
                     c.execute(sharp_texts.insert().values(
                         model_id=mid, tau_milli=_milli(tau), samples=json.dumps(smp)))
+
+    def _pair_matrix(self, table: sa.Table, tau: float) -> dict[tuple[int, int], np.ndarray]:
+        q = sa.select(table).where(table.c.tau_milli == _milli(tau))
+        with self.engine.connect() as c:
+            return {(r.scorer_id, r.generator_id): decode_array(r.logp) for r in c.execute(q)}
 
     def _add_pairs(self, table: sa.Table, rows: dict[tuple[int, int], np.ndarray], tau: float
                    ) -> None:

@@ -134,8 +134,13 @@ def _log_ratio(g: Observed, t_id: int, pool: list[int], own: bool) -> tuple[floa
     if P < 2:
         return full, 0.0
     loo = stat({m: v.sum() - v for m, v in d.items()}, c.sum() - c)  # leave one probe out
-    se = float(np.sqrt((P - 1) / P * ((loo - loo.mean()) ** 2).sum()))
-    return full, se
+    return full, _jackknife_se(loo)
+
+
+def _jackknife_se(loo: np.ndarray) -> float:
+    """Standard error from the P leave-one-probe-out values of a statistic."""
+    P = loo.size
+    return float(np.sqrt((P - 1) / P * ((loo - loo.mean()) ** 2).sum()))
 
 
 def _divergence(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float]:
@@ -165,7 +170,7 @@ def _teacher_text(g: Observed, t_id: int) -> tuple[float, float]:
     if P < 2:
         return full, 0.0
     loo = stat(ll.sum(axis=1, keepdims=True) - ll, ch.sum(axis=1, keepdims=True) - ch)
-    return full, float(np.sqrt((P - 1) / P * ((loo - loo.mean()) ** 2).sum()))
+    return full, _jackknife_se(loo)
 
 
 def _has_text(g: Observed, t_id: int) -> bool:
