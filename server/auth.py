@@ -19,6 +19,7 @@ at least the method's (PERMISSION_DENIED otherwise; `METHOD_ROLES`, default inve
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ METHOD_ROLES = {
     _OPS + "DeleteOperation": "admin",
 }
 LEGACY_ROLE = "admin"  # a token-file line without a role
+log = logging.getLogger("lineage.server")
 
 
 def needed_role(method: str) -> str:
@@ -67,6 +69,7 @@ def load_tokens(path: str | Path) -> list[Credential]:
         raise InvalidArgumentError(f"cannot read token file {p}: {e.strerror}",
                                    field="token_file") from None
     creds = []
+    roleless = []
     for no, line in enumerate(lines, 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
@@ -74,6 +77,8 @@ def load_tokens(path: str | Path) -> list[Credential]:
         if len(parts) > 2:
             raise InvalidArgumentError(f"token file {p}:{no}: a line is 'TOKEN [ROLE]'",
                                        field="token_file")
+        if len(parts) == 1:
+            roleless.append(no)
         role = parts[1] if len(parts) == 2 else LEGACY_ROLE
         if role not in ROLES:
             raise InvalidArgumentError(f"token file {p}:{no}: role must be one of {ROLES}",
@@ -92,6 +97,10 @@ def load_tokens(path: str | Path) -> list[Credential]:
         creds.append(Credential(d, role, f"token-file:{no}"))
     if not creds:
         raise InvalidArgumentError(f"token file {p} holds no token", field="token_file")
+    if roleless:  # kept for files written before roles; say so, since it is the widest role
+        log.warning("token file %s: line(s) %s name no role and grant %r; write 'TOKEN "
+                    "investigator' for a token that should only scan and read",
+                    p, ", ".join(map(str, roleless)), LEGACY_ROLE)
     return creds
 
 

@@ -47,7 +47,8 @@ def test_tokens_are_stored_hashed_and_printed_once(tmp_path: Path) -> None:
     assert cli(tmp_path, "tokens", "add", "bob", "--role", "root").returncode == 2  # argparse
 
 
-def test_token_file_roles_and_hashed_lines(tmp_path: Path) -> None:
+def test_token_file_roles_and_hashed_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                            ) -> None:
     import hashlib
 
     f = tmp_path / "tokens"
@@ -58,6 +59,14 @@ def test_token_file_roles_and_hashed_lines(tmp_path: Path) -> None:
                                                 ("investigator", "token-file:2"),
                                                 ("admin", "token-file:3")]
     assert creds[2].digest == hashlib.sha256(b"hashed").digest()
+    # the role-less line still grants admin (files from before roles), with a warning
+    assert [r.getMessage() for r in caplog.records if "name no role" in r.getMessage()] == [
+        f"token file {f}: line(s) 1 name no role and grant 'admin'; write 'TOKEN investigator'"
+        " for a token that should only scan and read"]
+    caplog.clear()
+    f.write_text("a admin\nb investigator\n")
+    load_tokens(f)
+    assert not [r for r in caplog.records if "name no role" in r.getMessage()]
     f.write_text("tok superuser\n")
     with pytest.raises(Exception, match="role must be one of"):
         load_tokens(f)

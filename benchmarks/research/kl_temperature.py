@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python benchmarks/research/kl_temperature.py ZOO OUT.npz [N=4]
 
-Samples N completions per probe of the default suite from every model of ZOO at temperature 1,
+Samples N completions per probe of the default suite from every model of ZOO at temperature 1
+(SAMPLE_TAU, session 11),
 keeps each sample's own log-likelihood (as full/logprobs access would reveal it), and scores
 every sample under each teacher with its logits divided by tau. Prints, per teacher, for each
 tau and for the minimum over tau, the references' values and each suspect's t-prediction
@@ -18,6 +19,7 @@ from lineage.suites import default_suite
 
 import os
 TAUS = tuple(float(x) for x in os.environ.get("TAUS", "0.5,0.6,0.7,0.8,0.9,1.0,1.2").split(","))
+SAMPLE_TAU = float(os.environ.get("SAMPLE_TAU", "1.0"))  # the generators' temperature (session 11)
 
 
 class W(torch.nn.Module):
@@ -39,7 +41,7 @@ def main(zoo: Path, out: str, n: int) -> None:
     samples = {}
     for g, nm in enumerate(names):
         v = view(open_model(str(zoo / nm)), AccessMode.FULL)
-        rows = v.sample(S.prompts, n=n, max_new_tokens=S.max_new_tokens, temperature=1.0,
+        rows = v.sample(S.prompts, n=n, max_new_tokens=S.max_new_tokens, temperature=SAMPLE_TAU,
                         seed=7000 + g, top_logprobs=1)
         samples[nm] = [t for r in rows for t in (s.text for s in r)]
         selfll[g] = np.array([[sum(s.token_logprobs) for s in r] for r in rows])
