@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         bulk_home(home, a.n, a.seed)
         print(f"bulk-loaded {a.n:,} signatures in {time.time() - t:.1f} s", flush=True)
     token_file = home / "tokens"
-    token_file.write_text(TOKEN + "\n")
+    token_file.write_text(TOKEN + " admin\n")
     t = time.time()
     proc, port = start_server(home, token_file, a.workers)
     print(f"server pid {proc.pid} on 127.0.0.1:{port} (started in {time.time() - t:.1f} s)",

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 def test_sigterm_drains_a_scan_in_flight_and_exits_zero(tmp_path):
     tokens = tmp_path / "tokens"
-    tokens.write_text("tok\n")
+    tokens.write_text("tok admin\n")  # a role, so the first stderr line is the listening one
     p = subprocess.Popen([sys.executable, str(HERE / "fake_server.py"), "2.0", str(tokens)],
                          stderr=subprocess.PIPE, text=True, cwd=HERE.parent)
     try:
