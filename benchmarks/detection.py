@@ -286,8 +286,12 @@ def main() -> int:
     ap.add_argument("--access", default="full", choices=["full", "logprobs", "text"])
     ap.add_argument("--max-queries", type=int, default=None)
     ap.add_argument("--alpha", type=float, default=0.01)
-    ap.add_argument("--no-early-stop", action="store_true",
-                    help="spend the whole budget on every suspect (the fixed-budget baseline)")
+    stop = ap.add_mutually_exclusive_group()
+    stop.add_argument("--no-early-stop", action="store_true",
+                      help="spend the whole budget on every suspect (the fixed-budget baseline)")
+    stop.add_argument("--early-stop", action="store_true",
+                      help="stop early in full access too (the default only for text and "
+                           "logprobs; the full-*-seq runs)")
     ap.add_argument("--home", type=Path, default=None,
                     help="lineage home to register into (default: a fresh temp dir)")
     ap.add_argument("--out", type=Path, default=None,
@@ -303,7 +307,7 @@ def main() -> int:
     else:
         home = a.home or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
         res = run(a.zoo, a.access, a.max_queries, a.alpha, home,
-                  early_stop=False if a.no_early_stop else None)
+                  early_stop=False if a.no_early_stop else True if a.early_stop else None)
         out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
