@@ -357,8 +357,8 @@ class Lineage:
         `early_stop` None (the default) means on for `text` and `logprobs` access, where
         every query goes to an endpoint and counts against its budget, and off for `full`
         access, where the suspect's weights are local and asking every probe costs a few
-        forward passes (it raised TPR at 1% FPR from 0.81 to 0.95 on both full zoos; README
-        Results). With `early_stop`, the probes are asked in up to three looks (1/4, 1/2, all of the
+        forward passes (it raised TPR at 1% FPR from 0.81 to 0.95 on the two full zoos it
+        was chosen on; a third, held out, gives 0.95 either way; README Results). With `early_stop`, the probes are asked in up to three looks (1/4, 1/2, all of the
         plan) and the scan stops at the first look where every teacher is decided: derived
         at alpha, or clearly not (raw p > FUTILITY_P). Validity under this optional stopping
         comes from alpha spending: look k may spend LOOK_WEIGHTS[k] of alpha, i.e. a
