@@ -240,6 +240,25 @@ def _print_row(r: dict) -> None:
           f"{r['top1']:>5.2f} {_ci(r['top1_ci']):>12}{r['mean_queries']:>8.0f}")
 
 
+def _print_threshold(res: dict, k: int = 5) -> None:
+    """Where TPR at 1% FPR is decided (as `stats.tpr_at_fpr_count` decides it): the largest
+    negatives by score, the threshold past the 1% allowed above it, and the positives at or
+    below it, each with its evidence p."""
+    pairs = [(_score(c), _evidence_p(c), f"{x['suspect']}/{c['teacher']}", x["recipe"],
+              c["teacher"] == x["parent"]) for x in res["scans"] for c in x["candidates"]]
+    neg = sorted((q for q in pairs if not q[4]), reverse=True)
+    if not neg:
+        return
+    allowed = math.floor(0.01 * len(neg))
+    thr = neg[allowed] if allowed < len(neg) else None
+    print(f"\nLargest negatives, evidence p ({allowed} of {len(neg)} may sit above the 1% FPR "
+          "threshold): " + ", ".join(f"{n} {p:.4f}" for _, p, n, _, _ in neg[:k]))
+    missed = sorted((q for q in pairs if q[4] and thr is not None and q[0] <= thr[0]),
+                    reverse=True)
+    print(f"Positives at or below the threshold ({thr[1] if thr else 0:.4f}): "
+          + (", ".join(f"{n} ({r}) {p:.4f}" for _, p, n, r, _ in missed) or "none"))
+
+
 def print_report(res: dict) -> None:
     print(f"\nDetection on {res['zoo']}  access={res['access']}  max_queries={res['max_queries']}"
           f"  alpha={res['alpha']}  teachers={len(res['teachers'])}  "
@@ -260,6 +279,7 @@ def print_report(res: dict) -> None:
           f"{res['fpr_at_alpha']:.3f} {_ci(res['fpr_at_alpha_ci'])}")
     for k, v in res["fpr_by_kind"].items():
         print(f"  {k:<24} {v['fp']}/{v['n']} = {v['rate']:.3f} {_ci(v['ci'])}")
+    _print_threshold(res)
     print("\nEach statistic alone (p-value as the score; 'similarity' is the baseline; "
           "'combined' is the evidence p):")
     print(f"{'statistic':<14}{'core AUC':>10}{'AUC all':>9}{'TPR@1%FPR':>11}")

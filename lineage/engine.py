@@ -358,8 +358,9 @@ class Lineage:
         every query goes to an endpoint and counts against its budget, and off for `full`
         access, where the suspect's weights are local and asking every probe costs a few
         forward passes (it raised TPR at 1% FPR from 0.81 to 0.95 on the two full zoos it
-        was chosen on; a third, held out, gives 0.95 either way; README Results). With `early_stop`, the probes are asked in up to three looks (1/4, 1/2, all of the
-        plan) and the scan stops at the first look where every teacher is decided: derived
+        was chosen on; a third, held out, gives 0.95 either way; README Results). With
+        `early_stop`, the probes are asked in up to three looks (1/4, 1/2, all of the plan)
+        and the scan stops at the first look where every teacher is decided: derived
         at alpha, or clearly not (raw p > FUTILITY_P). Validity under this optional stopping
         comes from alpha spending: look k may spend LOOK_WEIGHTS[k] of alpha, i.e. a
         teacher's p-value is min over looks of p_k / w_k (weighted Bonferroni), and Holm's

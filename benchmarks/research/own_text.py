@@ -63,14 +63,42 @@ def _bpc(d, x: int, g: int, probes, k) -> float:
 FORMS = ("plain", "refs", "teachers", "both", "fit")
 
 
+def roles_of(d: dict) -> tuple[list[int], list[int], list[int]]:
+    """Indices of the teachers, references and suspects among `d["names"]`."""
+    roles = list(d["roles"])
+    return tuple([i for i, r in enumerate(roles) if r == role]  # type: ignore[return-value]
+                 for role in ("teacher", "reference", "suspect"))
+
+
+def grade(d: dict, T: list[int], R: list[int], X: list[int], value) -> tuple[list, dict, list]:
+    """Each suspect-teacher pair's value(x, t) as a standard score against the references'
+    own values (value(r, t), which leaves r out of its controls wherever value does). Returns
+    (pairs [(suspect, recipe, teacher, positive, z)], rows {recipe or "all": (TPR count at 1%
+    FPR, positives, AUC, "suspect:z ...")}, the top 3 negatives [(z, "suspect/teacher")])."""
+    names, recipes, parents = list(d["names"]), list(d["recipes"]), list(d["parents"])
+    pairs = []
+    for t in T:
+        null = [value(r, t) for r in R]
+        mu, sd = np.mean(null), np.std(null, ddof=1)
+        for x in X:
+            pairs.append((names[x], recipes[x], names[t], parents[x] == names[t],
+                          (value(x, t) - mu) / sd))
+    neg = [z for *_, p, z in pairs if not p]
+    rows = {}
+    for rec in sorted({r for _, r, _, p, _ in pairs if p}) + ["all"]:
+        pos = [z for _, r, _, p, z in pairs if p and rec in (r, "all")]
+        kk, nn = stats.tpr_at_fpr_count(pos, neg, 0.01)
+        rows[rec] = (kk, nn, round(stats.auc(pos, neg), 3),
+                     " ".join(f"{s}:{z:.1f}" for s, r, _, p, z in pairs if p and r == rec))
+    top = sorted(((z, f"{s}/{t}") for s, _, t, p, z in pairs if not p), reverse=True)[:3]
+    return pairs, rows, top
+
+
 def report(path: str, n_probes: int, k: int, quiet: bool = False) -> dict:
     d = dict(np.load(path))
-    names = list(d["names"]); roles = list(d["roles"]); gens = list(d["gens"])
-    parents = list(d["parents"]); recipes = list(d["recipes"])
+    names, gens = list(d["names"]), list(d["gens"])
     probes = np.arange(d["LL"].shape[2])[:n_probes]
-    T = [i for i, r in enumerate(roles) if r == "teacher"]
-    R = [i for i, r in enumerate(roles) if r == "reference"]
-    X = [i for i, r in enumerate(roles) if r == "suspect"]
+    T, R, X = roles_of(d)
     gi = {names[i]: gens.index(names[i]) for i in T + R}
     bpc = {(x, g): _bpc(d, x, gi[names[g]], probes, k) for x in range(len(names)) for g in T + R}
 
@@ -88,25 +116,7 @@ def report(path: str, n_probes: int, k: int, quiet: bool = False) -> dict:
 
     out = {}
     for form in FORMS:
-        pairs = []
-        for t in T:
-            null = [value(form, r, t) for r in R]
-            if form == "plain":
-                mu, sd = np.mean(null), np.std(null, ddof=1)
-            for x in X:
-                v = value(form, x, t)
-                if form != "plain":  # leave-one-out: each reference's value without itself as control
-                    null = [value(form, r, t) for r in R]
-                    mu, sd = np.mean(null), np.std(null, ddof=1)
-                pairs.append((names[x], recipes[x], names[t], parents[x] == names[t], (v - mu) / sd))
-        neg = [z for *_, p, z in pairs if not p]
-        rows = {}
-        for rec in sorted({r for _, r, _, p, _ in pairs if p}) + ["all"]:
-            pos = [z for _, r, _, p, z in pairs if p and rec in (r, "all")]
-            kk, nn = stats.tpr_at_fpr_count(pos, neg, 0.01)
-            rows[rec] = (kk, nn, round(stats.auc(pos, neg), 3),
-                         " ".join(f"{s}:{z:.1f}" for s, r, _, p, z in pairs if p and r == rec))
-        top = sorted(((z, f"{s}/{t}") for s, _, t, p, z in pairs if not p), reverse=True)[:3]
+        pairs, rows, top = grade(d, T, R, X, lambda x, t, form=form: value(form, x, t))
         out[form] = {"rows": rows, "top": top}
         if not quiet:
             print(f"\n{form}  probes {len(probes)} x {k}; top negatives "
