@@ -2,7 +2,13 @@
 measure how well lineage separates distilled students from everything else.
 
     python benchmarks/detection.py --zoo DIR [--access full|logprobs|text] [--max-queries N]
-                                   [--alpha 0.01] [--home DIR] [--out FILE.json]
+                                   [--alpha 0.01] [--echo [--echo-texts K]] [--home DIR]
+                                   [--out FILE.json]
+
+`--echo` (logprobs access): every suspect also scores the teachers' sharpened text, one query
+per text, as through an endpoint's echo prompt logprobs (`Lineage.scan(echo=True)`; the local
+weights emulate the endpoint); `--echo-texts K` caps the texts per probe per teacher (default:
+all stored, as full access scores).
 
 Pairs: every (suspect, teacher). A pair is positive when the zoo's manifest names the teacher as
 the suspect's parent; all other pairs are negatives (independents, and students of *other*
@@ -66,7 +72,8 @@ def _reported(c: dict) -> float:
 
 
 def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path,
-        early_stop: bool | None = None) -> dict:
+        early_stop: bool | None = None, echo: bool = False,
+        echo_texts: int | None = None) -> dict:
     if early_stop is None:  # the engine's default: sequential for remote access modes only
         early_stop = access != "full"
     manifest = json.loads((zoo / "manifest.json").read_text())
@@ -83,7 +90,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     t0 = time.monotonic()
     for m in [m for m in models if m["role"] == "suspect"]:
         r = eng.scan(str(zoo / m["path"]), access=access, max_queries=max_queries, alpha=alpha,
-                     early_stop=early_stop)
+                     early_stop=early_stop, echo=echo, echo_texts=echo_texts)
         d = r.to_json()
         best = d["candidates"][0]["teacher"]
         scans.append({"suspect": m["name"], "recipe": m["recipe"], "parent": m.get("parent"),
@@ -101,7 +108,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
              **(m.get("eval") or {})} for m in models]
     return grade({
         "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
-        "early_stop": early_stop,
+        "early_stop": early_stop, "echo": echo, "echo_texts": echo_texts,
         "teachers": [m["name"] for m in models if m["role"] == "teacher"],
         "n_references": sum(m["role"] == "reference" for m in models),
         "register_seconds": t_reg, "scan_seconds": t_scan,
@@ -109,7 +116,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     })
 
 
-SETTINGS = ("access", "max_queries", "alpha", "early_stop", "teachers")
+SETTINGS = ("access", "max_queries", "alpha", "early_stop", "teachers", "echo", "echo_texts")
 
 
 def pool(runs: list[dict]) -> dict:
@@ -118,7 +125,9 @@ def pool(runs: list[dict]) -> dict:
     several."""
     first = runs[0]
     for r in runs[1:]:
-        diff = [k for k in SETTINGS if r.get(k) != first.get(k)]
+        diff = [k for k in SETTINGS  # runs from before --echo existed did not echo
+                if r.get(k, False if k == "echo" else None)
+                != first.get(k, False if k == "echo" else None)]
         if diff:
             raise SystemExit(f"cannot pool runs that differ in {', '.join(diff)}")
     if len(runs) == 1:
@@ -260,7 +269,10 @@ def _print_threshold(res: dict, k: int = 5) -> None:
 
 
 def print_report(res: dict) -> None:
-    print(f"\nDetection on {res['zoo']}  access={res['access']}  max_queries={res['max_queries']}"
+    echo = (" + echo" + (f" ({res['echo_texts']} text/probe)" if res.get("echo_texts") else "")
+            if res.get("echo") else "")
+    print(f"\nDetection on {res['zoo']}  access={res['access']}{echo}  "
+          f"max_queries={res['max_queries']}"
           f"  alpha={res['alpha']}  teachers={len(res['teachers'])}  "
           f"references={res['n_references']}")
     print("95% intervals in brackets: bootstrap for AUC, Clopper-Pearson for the rates")
@@ -312,6 +324,10 @@ def main() -> int:
     stop.add_argument("--early-stop", action="store_true",
                       help="stop early in full access too (the default only for text and "
                            "logprobs; the full-*-seq runs)")
+    ap.add_argument("--echo", action="store_true",
+                    help="logprobs access: the suspect also scores teacher text (one query each)")
+    ap.add_argument("--echo-texts", type=int, default=None, metavar="K",
+                    help="with --echo: at most K texts per probe per teacher (default all)")
     ap.add_argument("--home", type=Path, default=None,
                     help="lineage home to register into (default: a fresh temp dir)")
     ap.add_argument("--out", type=Path, default=None,
@@ -326,8 +342,13 @@ def main() -> int:
         ap.error("--zoo is required (or --regrade RUN.json)")
     else:
         home = a.home or Path(tempfile.mkdtemp(prefix="lineage-bench-"))
+        if a.echo and a.access != "logprobs":
+            ap.error("--echo needs --access logprobs")
+        if a.echo_texts is not None and not a.echo:
+            ap.error("--echo-texts needs --echo")
         res = run(a.zoo, a.access, a.max_queries, a.alpha, home,
-                  early_stop=False if a.no_early_stop else True if a.early_stop else None)
+                  early_stop=False if a.no_early_stop else True if a.early_stop else None,
+                  echo=a.echo, echo_texts=a.echo_texts)
         out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

@@ -32,7 +32,9 @@ TARGETS = [
 def _label(r: dict) -> str:
     q = r["max_queries"] or "default"
     stop = "" if r.get("early_stop", True) else ", no early stop"
-    return f"{r['access']}, queries {q}, alpha {r['alpha']}{stop}"
+    echo = "" if not r.get("echo") else (
+        f" + echo {r['echo_texts']}" if r.get("echo_texts") else " + echo")
+    return f"{r['access']}{echo}, queries {q}, alpha {r['alpha']}{stop}"
 
 
 def check(runs: list[dict]) -> list[dict]:
@@ -72,14 +74,14 @@ def main() -> int:
     a = ap.parse_args()
     runs = [json.loads(p.read_text()) for p in a.runs]
     rows = check(runs)
-    print(f"{'case':<54}{'run':<46}{'value':>6} {'95% CI':<12}{'target':>8}  status")
+    print(f"{'case':<54}{'run':<64}{'value':>6} {'95% CI':<12}{'target':>8}  status")
     for x in rows:
         if x["run"] is None:
-            print(f"{x['case']:<54}{'-':<46}{'-':>6} {'':<12}{'':>8}  not measured")
+            print(f"{x['case']:<54}{'-':<64}{'-':>6} {'':<12}{'':>8}  not measured")
             continue
         goal = f"<={x['target']}" if x["metric"] == "fpr" else f">={x['target']}"
         status = "met" if x["met"] else f"short by {x['short_by']:.2f}"
-        print(f"{x['case']:<54}{x['run']:<46}{x['value']:>6.2f} "
+        print(f"{x['case']:<54}{x['run']:<64}{x['value']:>6.2f} "
               f"[{x['ci'][0]:.2f},{x['ci'][1]:.2f}]{goal:>8}  {status}  ({x['detail']})")
     if a.out:
         a.out.write_text(json.dumps({"runs": [str(p) for p in a.runs], "targets": rows},

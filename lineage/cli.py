@@ -3,6 +3,7 @@
     lineage [--home DIR] register NAME MODEL --role teacher|reference [--json]
     lineage models list [--json] | lineage models delete NAME
     lineage scan MODEL [--access full|logprobs|text] [--max-queries N] [--alpha A] [--json]
+                 [--echo] [--echo-texts K]
     lineage compare MODEL TEACHER [...]      lineage search MODEL [-k K] [--json]
     lineage scans list|get [ID] [--json]
     lineage zoo build --out DIR [--size small|full] [--jobs N]
@@ -120,10 +121,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_scan(args: argparse.Namespace) -> int:
-    kw = dict(access=args.access, max_queries=args.max_queries, alpha=args.alpha)
+def _scan_kw(args: argparse.Namespace) -> dict[str, Any]:
+    """The scan options shared by scan and compare."""
+    kw: dict[str, Any] = dict(access=args.access, max_queries=args.max_queries,
+                              alpha=args.alpha)
     if args.no_early_stop:
         kw["early_stop"] = False
+    if args.echo or args.echo_texts is not None:
+        if args.access != "logprobs":
+            raise InvalidArgumentError("--echo applies to --access logprobs", field="echo")
+        if getattr(args, "server", None):
+            raise InvalidArgumentError(
+                "--echo is for local scans; over --server, give the endpoint URI echo=1 "
+                "(the server then scores teacher text through it)", field="echo")
+        kw.update(echo=True, echo_texts=args.echo_texts)
+    return kw
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    kw = _scan_kw(args)
     if args.server:
         from lineage.client import LineageClient
 
@@ -140,9 +156,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     eng = _engine(args)
+    kw = _scan_kw(args)
     with _audit(args, "scan.compare", args.model, {"teacher": args.teacher}) as a:
-        res = eng.compare(args.model, args.teacher, access=args.access,
-                          max_queries=args.max_queries, alpha=args.alpha)
+        res = eng.compare(args.model, args.teacher, **kw)
         a.detail["scan_id"] = res.id
     d = res.to_json()
     _print(d, args.json, _fmt_scan(d))
@@ -278,6 +294,12 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-early-stop", action="store_true",
                         help="spend the whole budget even when the decision is already "
                              "clear (text and logprobs access; full access always does)")
+        sp.add_argument("--echo", action="store_true",
+                        help="logprobs access: the suspect also scores the teachers' text, "
+                             "one query each (an openai+http URI with echo=1 does this "
+                             "anyway; local weights emulate such an endpoint)")
+        sp.add_argument("--echo-texts", type=int, default=None, metavar="K",
+                        help="with --echo: at most K texts per probe per teacher (default 4)")
 
     r = sub.add_parser("register", parents=[common, remote], help="fingerprint and add a model")
     r.add_argument("name")

@@ -26,6 +26,7 @@ import numpy as np
 
 from lineage import __version__, stats
 from lineage.backends import AccessMode, ModelBackend, ModelView, Sample, open_model, view
+from lineage.backends.base import offers_echo
 from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
 from lineage.faults import crash_point
 from lineage.index import SignatureIndex
@@ -71,19 +72,35 @@ class QueryPlan:
     probes: int  # how many of the suite's probes are asked
     samples: int  # samples per probe
     full_queries: int  # word-distribution queries (full access only)
+    texts: int = 0  # echo scans: stored teacher texts per probe per teacher the suspect scores
+    text_queries: int = 0  # probes x texts x teachers, one query each
 
     @property
     def total(self) -> int:
-        return self.probes * self.samples + self.full_queries
+        return self.probes * self.samples + self.full_queries + self.text_queries
 
 
-def plan_queries(suite: Suite, access: AccessMode, max_queries: int | None, n_reg: int
-                 ) -> QueryPlan:
-    """Spend the budget: every probe once if possible, then more samples per probe."""
+def plan_queries(suite: Suite, access: AccessMode, max_queries: int | None, n_reg: int,
+                 echo_teachers: int = 0, echo_texts: int | None = None) -> QueryPlan:
+    """Spend the budget: every probe once if possible, then more samples per probe.
+
+    Echo scans (`echo_teachers` > 0, logprobs access) also have the suspect score stored
+    teacher texts, one query each, on the same probes as its samples: every probe costs one
+    sample and one text per teacher, a larger budget buys more texts per probe (up to
+    `echo_texts`, default n_reg: the texts a full-access scan scores), then more samples.
+    Without a budget the plan asks every probe with all of those texts."""
     P = len(suite.probes)
-    per = 1 + (1 if access is AccessMode.FULL else 0)
+    U = echo_teachers
+    if U and access is not AccessMode.LOGPROBS:
+        raise InvalidArgumentError("echo texts are scored in logprobs access only",
+                                   field="echo")
+    kmax = n_reg if echo_texts is None else echo_texts
+    if U and not 1 <= kmax <= n_reg:
+        raise InvalidArgumentError(f"echo_texts must be in 1..{n_reg}", field="echo_texts")
+    full = 1 if access is AccessMode.FULL else 0
+    per = 1 + full + U  # the least a probe costs
     if max_queries is None:
-        max_queries = P * per
+        max_queries = P * (1 + full + U * kmax)
     if max_queries < 1:
         raise InvalidArgumentError("max_queries must be >= 1", field="max_queries")
     probes = min(P, max_queries // per)
@@ -92,9 +109,11 @@ def plan_queries(suite: Suite, access: AccessMode, max_queries: int | None, n_re
             f"max_queries={max_queries} allows {probes} probes in {access.value} mode; "
             f"a test needs at least {MIN_PROBES} ({MIN_PROBES * per} queries)",
             field="max_queries")
-    extra = 1 if access is AccessMode.FULL else 0
-    samples = max(1, min(n_reg, max_queries // probes - extra))
-    return QueryPlan(probes, samples, probes * extra)
+    left = max_queries // probes - per  # spare queries per probe
+    k = 1 + min(kmax - 1, left // U) if U else 0
+    left -= (k - 1) * U if U else 0
+    samples = 1 + max(0, min(n_reg - 1, left))
+    return QueryPlan(probes, samples, probes * full, k, probes * k * U)
 
 
 def _seed_for(name: str, seed: int) -> int:
@@ -270,6 +289,18 @@ class Lineage:
         return np.asarray(backend.score_tempered(prompts, conts, temperatures),
                           dtype=np.float32).reshape(P, n, len(temperatures))
 
+    def _score_text(self, v: ModelView, samples: list[list[str]], offset: int = 0
+                    ) -> np.ndarray:
+        """The viewed suspect's log P(sample | prompt) for samples [P][n] of probes
+        offset..: [P, n] float64 (full access, or one query each through echo)."""
+        S = self.suite
+        P, n = len(samples), len(samples[0]) if samples else 0
+        prompts = [S.probes[offset + i].prompt for i in range(P) for _ in range(n)]
+        conts = [t for row in samples for t in row]
+        # float32 like the stored scores it is compared with
+        return np.asarray(v.score_text(prompts, conts), dtype=np.float32).astype(
+            np.float64).reshape(P, n)
+
     def _score_both(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
                     ) -> tuple[np.ndarray, np.ndarray]:
         """`_score_at` at temperature 1 and at SHARP_TEMPERATURE: two [P, n] arrays."""
@@ -351,8 +382,17 @@ class Lineage:
     def scan(self, model: str, *, access: str = "full", max_queries: int | None = None,
              alpha: float = 0.01, teachers: Sequence[str] | None = None,
              request_id: str | None = None, progress: Progress | None = None,
-             early_stop: bool | None = None) -> ScanResult:
+             early_stop: bool | None = None, echo: bool | None = None,
+             echo_texts: int | None = None) -> ScanResult:
         """Query the suspect, then test it against every registered teacher (or `teachers`).
+
+        `echo` (logprobs access only): the suspect also scores the registered teachers'
+        sharpened text through its endpoint's prompt logprobs (``echo=1`` in an
+        ``openai+http`` URI; local weights emulate it), one query per text, so that
+        teacher_text runs as in full access. None (the default)
+        uses echo where the backend offers it; True requires it; False never uses it.
+        `echo_texts` caps the texts per probe per teacher (1..n_reg; default n_reg, the
+        texts a full-access scan scores); `plan_queries` says how a budget is spent.
 
         `early_stop` None (the default) means on for `text` and `logprobs` access, where
         every query goes to an endpoint and counts against its budget, and off for `full`
@@ -394,12 +434,19 @@ class Lineage:
             raise InvalidArgumentError("max_queries must be >= 1", field="max_queries")
         # Open first: a remote backend may spend queries probing its capabilities, and those
         # count against the same budget.
+        if echo and mode is not AccessMode.LOGPROBS:
+            raise InvalidArgumentError("echo applies to logprobs access only", field="echo")
+        every_teacher = [r for r in recs if r.role == "teacher"]
+        with_text = len(every_teacher) >= 2 and len(refs) >= stats.MIN_REFERENCES
         backend = open_model(model, max_queries=max_queries)
-        plan = plan_queries(self.suite, mode, backend.usage.remaining, self.settings.n_reg)
+        use_echo = mode is AccessMode.LOGPROBS and (
+            bool(echo) or (echo is None and offers_echo(backend)))
+        v = view(backend, mode, echo=use_echo)  # before planning: refuses echo it cannot do
+        plan = plan_queries(self.suite, mode, backend.usage.remaining, self.settings.n_reg,
+                            len(every_teacher) if use_echo and with_text else 0, echo_texts)
         if max_queries is None:
             backend.usage.max_queries = backend.usage.queries + plan.total
         suite = self.suite.subset(plan.probes)
-        v = view(backend, mode)
         sees_logprobs = mode is not AccessMode.TEXT
         # Local weights seed from their sha256, so the same model at two paths gets the same
         # samples and the same verdict; an endpoint has no weights hash and seeds from its URI.
@@ -420,21 +467,21 @@ class Lineage:
         sharp = self._ensure_tempered(tlist + refs)
         fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
         # teacher_text: the suspect scores every registered teacher's sharpened text (the
-        # other teachers are its controls, whichever are tested); full access only. These
-        # are local forward passes over stored text, not samples: they are not queries and
-        # use all n_reg stored samples per probe, whatever the plan samples.
-        every_teacher = [r for r in recs if r.role == "teacher"]
+        # other teachers are its controls, whichever are tested). In full access these are
+        # local forward passes over stored text, not samples: they are not queries and use
+        # all n_reg stored samples per probe, whatever the plan samples. With echo each text
+        # is a query, and the plan's first `texts` stored samples per probe are scored.
         texts: dict[int, list[list[str]]] = {}
         text_sc: dict[tuple[int, int], np.ndarray] = {}
-        if mode is AccessMode.FULL and len(every_teacher) >= 2 \
-                and len(refs) >= stats.MIN_REFERENCES:
+        if v.scores_text and with_text:
             prog("teacher text", 0, 1)
             texts, text_sc = self._ensure_sharp_text(every_teacher, refs)
             # exactly this scan's teachers, each scored by every reference: the suspect and
             # the references must contrast the same texts (a teacher registered meanwhile
             # may have stored texts that not every reference has scored yet)
-            texts = {t.id: texts[t.id] for t in every_teacher if t.id in texts
-                     and all((r.id, t.id) in text_sc for r in refs)}
+            k = plan.texts if use_echo else self.settings.n_reg
+            texts = {t.id: [row[:k] for row in texts[t.id]] for t in every_teacher
+                     if t.id in texts and all((r.id, t.id) in text_sc for r in refs)}
             if len(texts) < 2:
                 texts = {}
         text_ll: dict[int, np.ndarray] = {}
@@ -457,8 +504,9 @@ class Lineage:
                     else np.concatenate([ll_sharp[r.id], pt])
             try:
                 for tid, smp in texts.items():
-                    part = self._score_at(v, smp[lo:P], (1.0,), offset=lo)[..., 0]
-                    text_ll[tid] = part.astype(np.float64) if tid not in text_ll \
+                    prog("suspect scoring teacher text", backend.usage.queries, plan.total)
+                    part = self._score_text(v, smp[lo:P], offset=lo)
+                    text_ll[tid] = part if tid not in text_ll \
                         else np.concatenate([text_ll[tid], part])
             except InvalidArgumentError:  # a teacher's text does not fit the suspect's
                 texts, text_ll = {}, {}   # context: the scan runs without teacher_text
@@ -491,7 +539,8 @@ class Lineage:
             queries=backend.usage.queries, generated_tokens=backend.usage.generated_tokens,
             alpha=alpha, suite_name=suite.name, suite_hash=self.suite.hash,
             candidates=tuple(candidates), created_at=utcnow(),
-            identity=dict(backend.identity), request_id=request_id, stopped_early=stopped,
+            identity={**backend.identity, **({"echo": "used"} if use_echo else {})},
+            request_id=request_id, stopped_early=stopped,
             lineage_version=__version__)
         crash_point("scan.before_store")
         self.store.add_scan(result.id, model, result.to_json(), request_id)
@@ -532,8 +581,8 @@ class Lineage:
                 None if not sharp
                 else {sid: sharp[(sid, r.id)][:P, :n].astype(np.float64)
                       for sid in scorer_ids if sid != r.id and (sid, r.id) in sharp},
-                {tid: text_sc[(r.id, tid)][:P].astype(np.float64) for tid in tchars
-                 if (r.id, tid) in text_sc} or None,
+                {tid: text_sc[(r.id, tid)][:P, :tchars[tid].shape[1]].astype(np.float64)
+                 for tid in tchars if (r.id, tid) in text_sc} or None,
                 tchars or None)
         return [teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact)
                 for t in tlist]
@@ -565,10 +614,13 @@ class Lineage:
         return [c for _, c in out]
 
     def compare(self, model: str, teacher: str, *, access: str = "full",
-                max_queries: int | None = None, alpha: float = 0.01) -> ScanResult:
+                max_queries: int | None = None, alpha: float = 0.01,
+                early_stop: bool | None = None, echo: bool | None = None,
+                echo_texts: int | None = None) -> ScanResult:
         """A scan against one named teacher (no correction across teachers)."""
         return self.scan(model, access=access, max_queries=max_queries, alpha=alpha,
-                         teachers=[teacher])
+                         teachers=[teacher], early_stop=early_stop, echo=echo,
+                         echo_texts=echo_texts)
 
     def get_scan(self, scan_id: str) -> ScanResult:
         d = self.store.get_scan(scan_id)

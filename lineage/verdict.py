@@ -24,7 +24,8 @@ the suspect) is to teacher T, each relative to a pool of references that exclude
    Both were measured against the difference forms and other temperatures in
    `benchmarks/research/` (kl_temperature, divergence_forms, divergence_zoo,
    cross_entropy_forms; README Results).
-5. *teacher_text* (full access only, where G can score text it did not write, and at least
+5. *teacher_text* (full access, or logprobs access through an endpoint that echoes prompt
+   logprobs: where G can score text it did not write; and at least
    two teachers registered): how much more likely G finds T's own sharpened text (samples at
    SHARP_TEMPERATURE, stored with T) than the other registered teachers' sharpened text, in
    nats per character:
@@ -41,9 +42,9 @@ weight of the k smallest; valid under independence or positive dependence, and a
 measure closeness to T). Each access mode runs one sharpened ratio (divergence where G's
 log-likelihoods are visible, else cross_entropy) with weight 0.8, and closeness and similarity
 with 0.1 each: the ratio was the most powerful part on both zoos, and the other two still
-catch what it misses at extremes (an exact copy's first words). Full access with two or more
-teachers adds teacher_text with the same prior weight as the sharpened ratio (0.8, so the two
-share most of the weight; chosen before measuring the combination). Summing standardised
+catch what it misses at extremes (an exact copy's first words). Full access (or logprobs with
+echo) with two or more teachers adds teacher_text with the same prior weight as the sharpened
+ratio (0.8, so the two share most of the weight; chosen before measuring the combination). Summing standardised
 statistics was tried first: with three references the sum's spread is estimated from three points that can cancel,
 which gave false positives. References are observed exactly as the suspect is (same probes,
 same number of samples, same access mode), so the null draws carry the same noise as the

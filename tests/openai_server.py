@@ -6,7 +6,10 @@ Serves `GET /v1/models`, `POST /v1/completions` (legacy `logprobs=k`) and
 endpoints, whatever their outcome, which is what a client's query budget must match.
 
 Switches: `logprobs=False` serves text only (logprob requests get `logprobs: null`, like a
-server without them); `chat_only=True` answers 404 on /v1/completions. Faults for tests
+server without them); `chat_only=True` answers 404 on /v1/completions; `echo=True` (the
+default) answers completions asked with ``echo: true`` as vLLM does: the prompt tokenized as one
+text, each token's logprob (null for the document-start token) and character offset, then the
+generated text; `echo=False` ignores the parameter, as llama.cpp's server does. Faults for tests
 (`set_fault`), applied to generation requests: timeout (hang), 429 (with Retry-After), 500,
 garbage (non-JSON), content_type (HTML), oversized (50 MB, declared), oversized_stream
 (50 MB, no Content-Length), nan (NaN logprob), nologprobs (logprobs dropped), wrong_shape
@@ -49,9 +52,10 @@ class OpenAIServer(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(self, backend: Any, *, logprobs: bool = True, chat_only: bool = False,
-                 model_name: str = "tiny") -> None:
+                 model_name: str = "tiny", echo: bool = True) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.backend, self.logprobs, self.chat_only = backend, logprobs, chat_only
+        self.echo = echo
         self.model_name = model_name
         self.requests = 0  # every HTTP request
         self.queries = 0  # requests to the generation endpoints
@@ -242,6 +246,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("prompt must be a string and logprobs in 0..20")
         n = int(req.get("n") or 1)
         k = k if s.logprobs else 0
+        if not chat and req.get("echo") and s.echo and k:
+            return _echo(s, req, prompt)
         with s.gen_lock:
             rows = s.backend.sample([prompt], n=n, max_new_tokens=int(req.get("max_tokens") or 16),
                                     temperature=float(req.get("temperature", 1.0)),
@@ -251,6 +257,39 @@ class _Handler(BaseHTTPRequestHandler):
         return {"id": f"cmpl-{s.queries}", "created": int(time.time()), "model": s.model_name,
                 "object": "chat.completion" if chat else "text_completion", "choices": choices,
                 "usage": {"prompt_tokens": 0, "completion_tokens": ntok, "total_tokens": ntok}}
+
+
+def _echo(s: OpenAIServer, req: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """vLLM's echo: every prompt token's logprob and offset, then the generated text."""
+    import torch
+
+    b = s.backend
+    enc = b.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    start = b.tokenizer.bos_token_id if b.tokenizer.bos_token_id is not None \
+        else b.tokenizer.eos_token_id
+    ids = [start] + list(enc["input_ids"])
+    if len(ids) + 1 > b.max_len:
+        raise ValueError(f"prompt is {len(ids)} tokens; the context is {b.max_len}")
+    with s.gen_lock, torch.inference_mode():
+        logits = b.model(input_ids=torch.tensor([ids])).logits[0].float()
+        lp = torch.log_softmax(logits, -1)
+        token_lps = [None] + [float(lp[i, ids[i + 1]]) for i in range(len(ids) - 1)]
+        gen = b.sample([prompt], n=1, max_new_tokens=max(1, int(req.get("max_tokens") or 1)),
+                       temperature=float(req.get("temperature", 1.0)),
+                       seed=int(req.get("seed") or 0), top_logprobs=1)[0][0]
+    offs = [0] + [a for a, _ in enc["offset_mapping"]]
+    toks = [""] + [prompt[a:e] for a, e in enc["offset_mapping"]]
+    toks.append(gen.text)
+    offs.append(len(prompt))
+    token_lps.append(sum(gen.token_logprobs or (0.0,)))
+    return {"id": f"cmpl-{s.queries}", "created": int(time.time()), "model": s.model_name,
+            "object": "text_completion",
+            "choices": [{"index": 0, "text": prompt + gen.text, "finish_reason": "length",
+                         "logprobs": {"tokens": toks, "token_logprobs": token_lps,
+                                      "text_offset": offs,
+                                      "top_logprobs": [None] * len(toks)}}],
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": gen.n_tokens,
+                      "total_tokens": len(ids) + gen.n_tokens}}
 
 
 def _choice(i: int, smp: Any, k: int, chat: bool) -> dict[str, Any]:
@@ -288,9 +327,11 @@ def _poison(body: dict[str, Any], chat: bool) -> None:
 
 @contextlib.contextmanager
 def serve_backend(backend: Any, *, logprobs: bool = True, chat_only: bool = False,
-                  model_name: str = "tiny") -> Iterator[tuple[str, OpenAIServer]]:
+                  model_name: str = "tiny", echo: bool = True
+                  ) -> Iterator[tuple[str, OpenAIServer]]:
     """Serve an already-loaded backend on 127.0.0.1:<free port>; yields (base_url, server)."""
-    server = OpenAIServer(backend, logprobs=logprobs, chat_only=chat_only, model_name=model_name)
+    server = OpenAIServer(backend, logprobs=logprobs, chat_only=chat_only, model_name=model_name,
+                          echo=echo)
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                          daemon=True)
     t.start()
@@ -303,11 +344,12 @@ def serve_backend(backend: Any, *, logprobs: bool = True, chat_only: bool = Fals
 
 @contextlib.contextmanager
 def serve_model(path: str | Path, *, logprobs: bool = True, chat_only: bool = False,
-                model_name: str = "tiny") -> Iterator[tuple[str, OpenAIServer]]:
+                model_name: str = "tiny", echo: bool = True
+                ) -> Iterator[tuple[str, OpenAIServer]]:
     """Load the HF model at `path` (CPU) and serve it; yields (base_url, server)."""
     from lineage.backends.local_hf import LocalHFBackend
 
     backend = LocalHFBackend(path, device="cpu")
     with serve_backend(backend, logprobs=logprobs, chat_only=chat_only,
-                       model_name=model_name) as out:
+                       model_name=model_name, echo=echo) as out:
         yield out

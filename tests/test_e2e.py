@@ -133,3 +133,25 @@ def test_register_via_cli_refuses_pickles(home_copy, tmp_path, small_zoo, zoo_ma
     assert p.returncode != 0 and "pickle" in p.stderr
     p = lineage("models", "list", "--json", home=home_copy)
     assert "evil" not in p.stdout
+
+
+def test_cli_echo_scan_and_compare(home_copy, small_zoo, zoo_manifest):
+    """`--echo` (logprobs access): the suspect scores the teachers' text within the budget,
+    and teacher_text is in the evidence; elsewhere it is a one-line input error."""
+    m = _by_recipe(zoo_manifest, "seq_kd")
+    path = str(small_zoo / m["path"])
+    p = lineage("scan", path, "--access", "logprobs", "--echo", "--echo-texts", "1",
+                "--max-queries", "60", "--no-early-stop", "--json", home=home_copy)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["queries"] == 60 and d["identity"]["echo"] == "used"  # 20 probes x (1 + 2)
+    assert all("teacher_text" in c["p_parts"] for c in d["candidates"])
+    p = lineage("compare", path, "t1", "--access", "logprobs", "--echo", "--max-queries", "30",
+                "--json", home=home_copy)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["queries"] <= 30 and [c["teacher"] for c in d["candidates"]] == ["t1"]
+    assert "teacher_text" in d["candidates"][0]["p_parts"]
+    for args in (("scan", path, "--echo"), ("scan", path, "--access", "text", "--echo")):
+        p = lineage(*args, home=home_copy)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "echo" in p.stderr

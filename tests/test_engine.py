@@ -40,6 +40,20 @@ def test_plan_spends_budget():
     assert plan_queries(s, AccessMode.TEXT, None, 4).total == 50
     with pytest.raises(InvalidArgumentError):
         plan_queries(s, AccessMode.TEXT, 5, 4)
+    # echo: each probe also costs one text per teacher (3 here)
+    p = plan_queries(s, AccessMode.LOGPROBS, 32, 4, 3)
+    assert (p.probes, p.samples, p.texts, p.text_queries, p.total) == (8, 1, 1, 24, 32)
+    p = plan_queries(s, AccessMode.LOGPROBS, 500, 4, 3)  # then more texts per probe
+    assert (p.probes, p.samples, p.texts, p.total) == (50, 1, 3, 500)
+    p = plan_queries(s, AccessMode.LOGPROBS, None, 4, 3)  # every probe, n_reg texts
+    assert (p.probes, p.samples, p.texts, p.total) == (50, 1, 4, 50 * 13)
+    assert plan_queries(s, AccessMode.LOGPROBS, None, 4, 3, 1).total == 50 * 4
+    with pytest.raises(InvalidArgumentError, match="echo_texts"):
+        plan_queries(s, AccessMode.LOGPROBS, None, 4, 3, 5)
+    with pytest.raises(InvalidArgumentError, match="at least 8"):
+        plan_queries(s, AccessMode.LOGPROBS, 31, 4, 3)
+    with pytest.raises(InvalidArgumentError, match="logprobs access only"):
+        plan_queries(s, AccessMode.TEXT, 100, 4, 3)
 
 
 def test_scan_reports_every_teacher_and_counts_queries(eng, models):
@@ -229,15 +243,39 @@ def test_teacher_text_runs_with_two_teachers_and_is_dropped_when_it_cannot(tmp_p
         assert x.teacher == y.teacher and x.p_parts == pytest.approx(y.p_parts, abs=1e-6)
     assert "teacher_text" not in e.scan(models["r1"], access="text").candidates[0].p_parts
 
-    real = Lineage._score_at
+    def refuse(self, v, samples, offset=0):  # the suspect scoring teacher text
+        assert isinstance(v, ModelView)
+        raise InvalidArgumentError("continuation longer than the model's context")
 
-    def refuse(self, backend, samples, temperatures, offset=0):
-        if isinstance(backend, ModelView):  # the suspect, not a registered model
-            raise InvalidArgumentError("continuation longer than the model's context")
-        return real(self, backend, samples, temperatures, offset)
-
-    monkeypatch.setattr(Lineage, "_score_at", refuse)
+    monkeypatch.setattr(Lineage, "_score_text", refuse)
     b = e.scan(models["r1"], access="full")
     assert all(set(c.p_parts) == {"closeness", "similarity", "divergence"}
                for c in b.candidates)
+    e.close()
+
+
+def test_echo_scans_score_teacher_text_one_query_each(tmp_path, models):
+    """Logprobs access with echo: the suspect scores one sharpened text per teacher per
+    probe, each a query, and teacher_text joins the test; local weights do it only when
+    asked, and echo is refused outside logprobs access."""
+    e = Lineage(tmp_path / "h", suite=default_suite().subset(8))
+    e.register("t1", models["t1"], "teacher")
+    e.register("t2", models["s1"], "teacher")
+    for r in ("r1", "r2", "r3"):
+        e.register(r, models[r], "reference")
+    plain = e.scan(models["r2"], access="logprobs", early_stop=False)
+    assert plain.queries == 8 and "echo" not in plain.identity
+    assert all("teacher_text" not in c.p_parts for c in plain.candidates)
+    echo = e.scan(models["r2"], access="logprobs", echo=True, early_stop=False)
+    # every probe: one sample, and n_reg = 4 texts of each of the two teachers
+    assert echo.queries == 8 * (1 + 2 * 4) and echo.identity["echo"] == "used"
+    assert all("teacher_text" in c.p_parts for c in echo.candidates)
+    # the other statistics saw the same samples
+    for x, y in zip(sorted(plain.candidates, key=lambda c: c.teacher),
+                    sorted(echo.candidates, key=lambda c: c.teacher)):
+        assert x.p_parts["divergence"] == pytest.approx(y.p_parts["divergence"], abs=1e-9)
+    assert e.scan(models["r2"], access="logprobs", echo=True, max_queries=25).queries == 24
+    for access in ("text", "full"):
+        with pytest.raises(InvalidArgumentError, match="logprobs access only"):
+            e.scan(models["r2"], access=access, echo=True)
     e.close()

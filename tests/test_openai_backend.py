@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -263,6 +264,52 @@ def test_api_key_from_env_stays_out_of_identity(server: tuple[str, OpenAIServer]
     assert b.usage.max_queries == 10
 
 
+# -- echo: the suspect's likelihood of given text ------------------------------------------------
+
+ECHO_PROMPTS = ["def area(r):", "import os\n", "The value of"]
+ECHO_TEXTS = [" return 3.14 * r * r", "import sys", " the argument is"]
+
+
+def test_echo_scores_match_local_weights(server: tuple[str, OpenAIServer], local) -> None:  # type: ignore[no-untyped-def]
+    """echo=1: one request per text, and the prompt logprobs the server echoes sum to the
+    local model's log P(text | prompt) for texts that start a new token."""
+    url, srv = server
+    b = OpenAIHTTPBackend(url, "tiny", "logprobs", settings=replace(FAST, echo=True))
+    assert b.echo and b.identity["echo"] == "prompt logprobs"
+    assert b.usage.queries == 2  # the logprobs probe, then the echo probe
+    got = view(b, "logprobs", echo=True).score_text(ECHO_PROMPTS, ECHO_TEXTS)
+    want = local.score(ECHO_PROMPTS, ECHO_TEXTS)
+    assert got == pytest.approx(want, abs=1e-3)
+    assert all(x < 0 for x in got)
+    assert b.usage.queries == 2 + len(ECHO_TEXTS)
+    assert_counts_match(b, srv)
+
+
+def test_echo_refused_where_the_server_does_not_echo(local) -> None:  # type: ignore[no-untyped-def]
+    """A server that ignores echo (as llama.cpp's does) or offers chat only fails the open
+    with a clear error; without echo=1 a logprobs view cannot score text."""
+    for kw, why in (({"echo": False}, "does not echo|no logprobs|do not cover"),
+                    ({"chat_only": True}, "needs /completions")):
+        with serve_backend(local, **kw) as (url, _srv):  # type: ignore[arg-type]
+            with pytest.raises(BackendError, match=why):
+                open_model(f"openai+{url}?model=tiny&access=logprobs&echo=1")
+            plain = open_model(f"openai+{url}?model=tiny&access=logprobs")
+            assert not getattr(plain, "echo", False)
+            with pytest.raises(AccessModeError, match="echo"):
+                view(plain, "logprobs", echo=True)
+            with pytest.raises(AccessModeError):
+                view(plain, "logprobs").score_text(["a"], [" b"])
+
+
+def test_echo_budget_is_checked_before_sending(server: tuple[str, OpenAIServer]) -> None:
+    url, srv = server
+    b = open_model(f"openai+{url}?model=tiny&access=logprobs&echo=1", max_queries=4)
+    with pytest.raises(BudgetExceededError):
+        b.echo_score(ECHO_PROMPTS, ECHO_TEXTS)  # type: ignore[attr-defined]
+    assert b.usage.queries == 2
+    assert_counts_match(b, srv)
+
+
 # -- URIs --------------------------------------------------------------------------------------
 
 def test_parse_uri() -> None:
@@ -285,6 +332,8 @@ def test_parse_uri() -> None:
     ("openai+http://u:pw@h:80/v1?model=m&access=text", ENV_API_KEY),
     ("openai+http://h:99999/v1?model=m&access=text", "Port out of range"),
     ("openai+http:///v1?model=m&access=text", "no host"),
+    ("openai+http://h:80/v1?model=m&access=text&echo=1", "echo=1 needs access=logprobs"),
+    ("openai+http://h:80/v1?model=m&access=logprobs&echo=yes", "echo must be 0 or 1"),
 ])
 def test_bad_uris(uri: str, why: str) -> None:
     with pytest.raises(InvalidArgumentError, match=why):

@@ -50,3 +50,28 @@ def test_a_failing_endpoint_fails_fast_and_stores_nothing(home_copy, small_zoo, 
         assert time.monotonic() - t0 < 20.0
         srv.set_fault(None)
     assert len(eng.list_scans()) == before
+
+
+def test_echo_scan_over_http_matches_local_emulation(home_copy, small_zoo, zoo_manifest):
+    """A logprobs scan through echo=1 scores every teacher's text on the endpoint: one query a
+    text, counted by the server, and the same p-values as local weights emulating echo (the
+    loopback server tokenizes prompt + text jointly, which these texts do not change)."""
+    m = next(x for x in zoo_manifest["models"] if x["recipe"] == "seq_kd")
+    path = small_zoo / m["path"]
+    eng = Lineage(home_copy)
+    teachers = [x for x in eng.list_models() if x.role == "teacher"]
+    local = eng.scan(str(path), access="logprobs", max_queries=40, echo=True)
+    with serve_model(path, model_name="m") as (url, srv):
+        # the two capability probes count against the budget too: 42 leaves the local plan
+        remote = eng.scan(f"openai+{url}?model=m&access=logprobs&echo=1", access="logprobs",
+                          max_queries=42)
+        assert srv.queries == remote.queries
+    per = 1 + len(teachers)  # one sample and one text per teacher, per probe
+    assert local.queries == (40 // per) * per
+    assert remote.queries == local.queries + 2  # the logprobs and echo capability probes
+    assert remote.identity["echo"] == "used" and local.identity["echo"] == "used"
+    for a, b in zip(local.candidates, remote.candidates):
+        assert a.teacher == b.teacher and "teacher_text" in b.p_parts
+        assert b.p_parts["teacher_text"] == pytest.approx(a.p_parts["teacher_text"], abs=1e-3)
+    assert {c.teacher: c.verdict for c in remote.candidates} == \
+        {c.teacher: c.verdict for c in local.candidates}

@@ -8,6 +8,14 @@ sampled strings and nothing else, so no code path can leak logits into a text-on
 Query accounting: one query is one request to the suspect that returns one completion, so `n`
 samples of one prompt cost `n` queries. Scoring candidate continuations of one prompt with full
 logits (`word_distribution`) costs one query per prompt. Generated tokens are counted too.
+
+*Echo scoring* (`view(backend, "logprobs", echo=True)`): an OpenAI-compatible completions
+endpoint asked with ``echo=true`` and ``logprobs`` returns the log-probabilities of the prompt's
+own tokens (vLLM does; lm-evaluation-harness scores likelihoods this way). A logprobs view with
+echo may then `score_text`: the suspect's log-likelihood of a given continuation, one query per
+text. A backend offers it with an `echo_score` method (the HTTP backend, when its URI asks for
+``echo=1`` and the capability probe saw valid prompt logprobs); local weights emulate it for
+benchmarks and tests, each text reserved as one query.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ __all__ = [
     "ModelBackend",
     "ModelView",
     "view",
+    "offers_echo",
     "MAX_TOP_LOGPROBS",
 ]
 
@@ -142,15 +151,24 @@ class ModelBackend(Protocol):
 class ModelView:
     """A backend seen through one access mode. Only the allowed methods work."""
 
-    def __init__(self, backend: ModelBackend, mode: AccessMode) -> None:
+    def __init__(self, backend: ModelBackend, mode: AccessMode, echo: bool = False) -> None:
         if mode not in backend.capabilities:
             have = ", ".join(sorted(m.value for m in backend.capabilities))
             raise AccessModeError(
                 f"this model cannot be queried in {mode.value!r} mode (it offers: {have})",
                 field="access",
             )
+        if echo:
+            if mode is not AccessMode.LOGPROBS:
+                raise InvalidArgumentError("echo scoring applies to logprobs access only",
+                                           field="echo")
+            if not offers_echo(backend) and AccessMode.FULL not in backend.capabilities:
+                raise AccessModeError(
+                    "this endpoint does not score prompts (echo); open it with echo=1 on a "
+                    "server that returns prompt logprobs", field="echo")
         self._backend = backend
         self.mode = mode
+        self.echo = echo
 
     @property
     def identity(self) -> dict[str, str]:
@@ -202,11 +220,42 @@ class ModelView:
         self._require_full("score_tempered")
         return self._backend.score_tempered(prompts, continuations, temperatures)
 
+    @property
+    def scores_text(self) -> bool:
+        """Whether `score_text` works: full access, or logprobs access with echo."""
+        return self.mode is AccessMode.FULL or self.echo
+
+    def score_text(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | prompt) in nats under the viewed model, one per pair.
+
+        Full access: local forward passes, not queries. Logprobs access with echo: one query
+        per pair, through the endpoint's prompt logprobs (or reserved as one query each when
+        local weights emulate an echo endpoint).
+        """
+        if self.mode is AccessMode.FULL:
+            return self._backend.score(prompts, continuations)
+        if not self.echo:
+            raise AccessModeError(f"score_text needs full access or echo; this view is "
+                                  f"{self.mode.value!r} without echo")
+        if len(prompts) != len(continuations):
+            raise InvalidArgumentError("prompts and continuations differ in length")
+        if offers_echo(self._backend):
+            return self._backend.echo_score(prompts, continuations)  # type: ignore[attr-defined]
+        self._backend.usage.reserve(len(prompts))
+        return self._backend.score(prompts, continuations)
+
     def _require_full(self, what: str) -> None:
         if self.mode is not AccessMode.FULL:
             raise AccessModeError(f"{what} needs full access; this view is {self.mode.value!r}")
 
 
-def view(backend: ModelBackend, mode: AccessMode | str) -> ModelView:
-    """Wrap `backend` so that callers see only what `mode` allows."""
-    return ModelView(backend, AccessMode.parse(mode))
+def offers_echo(backend: object) -> bool:
+    """Whether a backend scores prompts through an endpoint's echo (see the module doc)."""
+    return bool(getattr(backend, "echo", False)) and callable(getattr(backend, "echo_score",
+                                                                       None))
+
+
+def view(backend: ModelBackend, mode: AccessMode | str, echo: bool = False) -> ModelView:
+    """Wrap `backend` so that callers see only what `mode` allows (and, in logprobs mode with
+    `echo`, the suspect's likelihood of given text, one query per text)."""
+    return ModelView(backend, AccessMode.parse(mode), echo)

@@ -3,21 +3,26 @@
 URI: ``openai+http://HOST:PORT/v1?model=NAME&access=logprobs|text`` (or ``openai+https://``).
 Optional query parameters: ``rps`` (request starts per second, default 5), ``concurrency``
 (parallel requests, default 4), ``timeout`` (read timeout in seconds, default 30),
-``retries`` (default 3), ``top_logprobs`` (k asked for when probing logprobs, 1..20, default 5).
+``retries`` (default 3), ``top_logprobs`` (k asked for when probing logprobs, 1..20, default 5),
+``echo`` (0 or 1, default 0; logprobs access only: the endpoint also scores given text through
+``echo=true`` prompt logprobs, as vLLM's /v1/completions does; see `echo_score`).
 The API key is read from the environment variable ``LINEAGE_OPENAI_API_KEY`` (see `ENV_API_KEY`);
 none is needed for a local server. The key never enters the identity, logs or errors.
 
 Capabilities are probed once, with one max_tokens=1 request per endpoint tried, and every probe
 request is counted as a query. The completions endpoint is preferred (lineage's prompts are text
 prefixes to continue); chat is the fallback. `logprobs` is offered only if the server returned
-valid logprobs to the probe (never `echo`). `access=text` never asks for logprobs at all.
+valid logprobs to the probe. `echo` is used only when the URI asks for it (``echo=1``), and the
+probe then sends one echo request too and fails if its prompt logprobs are not valid.
+`access=text` never asks for logprobs at all.
 
 Accounting: every HTTP attempt to a generation endpoint is one query, reserved with
 `usage.reserve(1)` before it is sent. Retries therefore cost queries, so the count the server
 sees equals `usage.queries` and never passes the cap. One request asks for one completion (n=1).
 Retries: 429/5xx, timeouts and dropped connections, honouring Retry-After up to a cap. Anything
 else a server does wrong (non-JSON, NaN, wrong shape, too big, too slow) is a `BackendError`
-naming the endpoint. `word_distribution` and `score` need full logits and raise AccessModeError.
+naming the endpoint. `word_distribution` and `score` need full logits and raise AccessModeError;
+`echo_score` sends one request (one query, with its retries) per text.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 from lineage.backends.base import MAX_TOP_LOGPROBS, AccessMode, Sample, Usage
 from lineage.backends.http_guard import BoundedTransport, RateLimiter, ResponseRejected
 from lineage.backends.http_guard import retry_after_s, strict_json
-from lineage.backends.openai_parse import parse_response
+from lineage.backends.openai_parse import parse_echo, parse_response
 from lineage.errors import AccessModeError, BackendError, InvalidArgumentError
 
 __all__ = ["OpenAIHTTPBackend", "HTTPSettings", "ENV_API_KEY", "parse_uri", "open_openai"]
@@ -63,9 +68,12 @@ class HTTPSettings:
     rps: float = 5.0
     concurrency: int = 4
     top_logprobs: int = 5
+    echo: bool = False  # score given text through echo=true prompt logprobs (completions only)
 
 
-_URI_KEYS = {"model", "access", "rps", "concurrency", "timeout", "retries", "top_logprobs"}
+_URI_KEYS = {"model", "access", "rps", "concurrency", "timeout", "retries", "top_logprobs",
+             "echo"}
+ECHO_PROBE = ("The cat", " sat on the mat.")
 
 
 def parse_uri(uri: str) -> tuple[str, str, AccessMode, HTTPSettings]:
@@ -98,6 +106,10 @@ def parse_uri(uri: str) -> tuple[str, str, AccessMode, HTTPSettings]:
     access = AccessMode.parse(q["access"])
     if access is AccessMode.FULL:
         raise bad("an HTTP endpoint offers access=logprobs or access=text, not full")
+    if q.get("echo", "0") not in ("0", "1"):
+        raise bad("echo must be 0 or 1")
+    if q.get("echo") == "1" and access is not AccessMode.LOGPROBS:
+        raise bad("echo=1 needs access=logprobs")
     s = HTTPSettings()
     try:
         s = replace(
@@ -107,6 +119,7 @@ def parse_uri(uri: str) -> tuple[str, str, AccessMode, HTTPSettings]:
             read_timeout_s=float(q.get("timeout", s.read_timeout_s)),
             retries=int(q.get("retries", s.retries)),
             top_logprobs=int(q.get("top_logprobs", s.top_logprobs)),
+            echo=q.get("echo") == "1",
         )
     except ValueError as e:
         raise bad(str(e)) from None
@@ -156,6 +169,7 @@ class OpenAIHTTPBackend:
                               http_client=self._http)
         self._limiter = RateLimiter(self.s.rps)
         self._stop = threading.Event()
+        self.echo = False  # set by the probe when echo was asked for and works
         self.endpoint, self.capabilities = self._probe()
         self.identity = {
             "kind": "openai", "base_url": self.base_url, "model": self.model,
@@ -165,6 +179,8 @@ class OpenAIHTTPBackend:
             "top_logprobs_max": str(self.s.top_logprobs
                                     if AccessMode.LOGPROBS in self.capabilities else 0),
         }
+        if self.echo:
+            self.identity["echo"] = "prompt logprobs"
 
     def close(self) -> None:
         self._http.close()
@@ -189,6 +205,8 @@ class OpenAIHTTPBackend:
                     continue
                 self.usage.add_tokens(sample.n_tokens)
                 if kk and sample.token_logprobs is not None:
+                    if self.s.echo:
+                        self._probe_echo(endpoint)
                     return endpoint, frozenset({AccessMode.TEXT, AccessMode.LOGPROBS})
                 text_endpoint = text_endpoint or endpoint
                 if not kk:
@@ -201,7 +219,24 @@ class OpenAIHTTPBackend:
             self.close()
             raise BackendError(f"{self.base_url} serves neither /completions nor "
                                f"/chat/completions for model {self.model!r}: {reasons}")
+        if self.s.echo:
+            self.close()
+            raise BackendError(f"{self.base_url} ({self.model}): echo=1 needs logprobs, and "
+                               f"none were returned: {reasons}")
         return text_endpoint, frozenset({AccessMode.TEXT})
+
+    def _probe_echo(self, endpoint: str) -> None:
+        """One echo request; raises unless it returns valid prompt logprobs."""
+        if endpoint != "completions":
+            raise BackendError(f"{self.base_url} ({self.model}): echo=1 needs /completions, "
+                               "which this server does not offer")
+        prompt, cont = ECHO_PROBE
+        try:
+            self._echo_one(prompt, cont)
+        except BackendError as e:
+            raise BackendError(f"echo=1, but the endpoint's echo is not usable: {e.message}"
+                               ) from None
+        self.echo = True
 
     # -- sampling ----------------------------------------------------------------------------
 
@@ -219,10 +254,7 @@ class OpenAIHTTPBackend:
         if not 0 <= top_logprobs <= self.s.top_logprobs:
             raise InvalidArgumentError(f"top_logprobs must be in 0..{self.s.top_logprobs} "
                                        "for this endpoint (raise it with ?top_logprobs=)")
-        need = n * len(prompts)
-        left = self.usage.remaining
-        if left is not None and need > left:  # fail before sending anything
-            self.usage.reserve(need)
+        self._check_budget(n * len(prompts))
         jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
         out: list[list[Sample | None]] = [[None] * n for _ in prompts]
 
@@ -231,6 +263,21 @@ class OpenAIHTTPBackend:
             out[i][j] = self._generate(self.endpoint, prompts[i], max_new_tokens, temperature,
                                        _request_seed(seed, i, j), top_logprobs)
 
+        self._run_jobs(jobs, run)
+        rows = [[s for s in row if s is not None] for row in out]
+        for row in rows:
+            for s in row:
+                self.usage.add_tokens(s.n_tokens)
+        return rows
+
+    def _check_budget(self, need: int) -> None:
+        left = self.usage.remaining
+        if left is not None and need > left:  # fail before sending anything
+            self.usage.reserve(need)
+
+    def _run_jobs(self, jobs: Sequence[Any], run: Any) -> None:
+        """`run(job)` for every job on up to `concurrency` threads; the first error (in job
+        order) stops requests not yet started and is raised."""
         self._stop.clear()
         errors: list[BaseException] = []
         with ThreadPoolExecutor(max_workers=min(self.s.concurrency, max(1, len(jobs)))) as ex:
@@ -245,11 +292,40 @@ class OpenAIHTTPBackend:
                     break
         if errors:
             raise errors[0]
-        rows = [[s for s in row if s is not None] for row in out]
-        for row in rows:
-            for s in row:
-                self.usage.add_tokens(s.n_tokens)
-        return rows
+
+    def echo_score(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float]:
+        """log P(continuation | prompt) in nats through echo prompt logprobs: one request (one
+        query, plus its retries) per pair. The server tokenizes prompt + continuation as one
+        text, so a token straddling the boundary counts whole (see `parse_echo`)."""
+        if not self.echo:
+            raise AccessModeError(f"{self.base_url} ({self.model}) was not opened with echo=1")
+        if len(prompts) != len(continuations):
+            raise InvalidArgumentError("prompts and continuations differ in length")
+        for p, c in zip(prompts, continuations):
+            if len(p) + len(c) > self.s.max_text_chars or not p:
+                raise InvalidArgumentError(
+                    f"echo texts need a prompt and at most {self.s.max_text_chars} characters")
+        self._check_budget(len(prompts))
+        out: list[float] = [0.0] * len(prompts)
+
+        def run(i: int) -> None:
+            out[i] = self._echo_one(prompts[i], continuations[i])
+
+        self._run_jobs(range(len(prompts)), run)
+        return out
+
+    def _echo_one(self, prompt: str, cont: str) -> float:
+        text = prompt + cont
+        args: dict[str, Any] = dict(model=self.model, prompt=text, max_tokens=1, n=1,
+                                    temperature=1.0, seed=0, echo=True, logprobs=1)
+
+        def decode(resp: Any, where: str) -> float:
+            return parse_echo(self._json(resp, where), text=text, start=len(prompt),
+                              max_tokens=1, max_chars=self.s.max_text_chars, where=where)
+
+        value = self._post("completions", args, decode, probe=False)
+        self.usage.add_tokens(1)  # the one generated token; echoed tokens are not generated
+        return value
 
     def word_distribution(self, prompts: Sequence[str],
                           buckets: Sequence[Sequence[str]]) -> list[list[float]]:
@@ -267,22 +343,32 @@ class OpenAIHTTPBackend:
 
     def _generate(self, endpoint: str, prompt: str, max_tokens: int, temperature: float,
                   seed: int, k: int, probe: bool = False) -> Sample:
-        from openai import APIConnectionError, APIStatusError, APITimeoutError
-
-        path = "/completions" if endpoint == "completions" else "/chat/completions"
-        where = f"POST {self.base_url}{path}"
         args: dict[str, Any] = dict(model=self.model, max_tokens=max_tokens, n=1,
                                     temperature=temperature, seed=seed)
         if endpoint == "completions":
-            call = self._client.completions.with_raw_response.create
             args["prompt"] = prompt
             if k:
                 args["logprobs"] = k
         else:
-            call = self._client.chat.completions.with_raw_response.create
             args["messages"] = [{"role": "user", "content": prompt}]
             if k:
                 args.update(logprobs=True, top_logprobs=k)
+
+        def decode(resp: Any, where: str) -> Sample:
+            return parse_response(self._json(resp, where), endpoint=endpoint, k=k,
+                                  max_tokens=max_tokens, max_chars=self.s.max_text_chars,
+                                  where=where, logprobs_optional=probe)
+
+        return self._post(endpoint, args, decode, probe)
+
+    def _post(self, endpoint: str, args: dict[str, Any], decode: Any, probe: bool) -> Any:
+        """One generation request with retries; `decode(http_response, where)` reads it."""
+        from openai import APIConnectionError, APIStatusError, APITimeoutError
+
+        path = "/completions" if endpoint == "completions" else "/chat/completions"
+        where = f"POST {self.base_url}{path}"
+        call = (self._client.completions.with_raw_response.create if endpoint == "completions"
+                else self._client.chat.completions.with_raw_response.create)
         attempts = self.s.retries + 1
         for attempt in range(attempts):
             if self._stop.is_set():
@@ -313,7 +399,7 @@ class OpenAIHTTPBackend:
                                    f"{_cause(e)}") from None
             except ResponseRejected as e:
                 raise BackendError(f"{where}: {e}") from None
-            return self._decode(raw.http_response, where, endpoint, k, max_tokens, probe)
+            return decode(raw.http_response, where)
         raise AssertionError("unreachable")
 
     def _wait(self, where: str, attempt: int, asked: float | None, why: object) -> None:
@@ -326,8 +412,8 @@ class OpenAIHTTPBackend:
             self.retries_used += 1
         time.sleep(min(wait, self.s.max_wait_s))
 
-    def _decode(self, resp: Any, where: str, endpoint: str, k: int, max_tokens: int,
-                probe: bool) -> Sample:
+    @staticmethod
+    def _json(resp: Any, where: str) -> Any:
         ctype = resp.headers.get("content-type", "")
         media = ctype.split(";", 1)[0].strip().lower()
         if media != "application/json" and not (media.startswith("application/")
@@ -337,9 +423,7 @@ class OpenAIHTTPBackend:
             data = strict_json(resp.content)
         except ValueError as e:
             raise BackendError(f"{where}: response is not valid JSON: {str(e)[:200]}") from None
-        return parse_response(data, endpoint=endpoint, k=k, max_tokens=max_tokens,
-                              max_chars=self.s.max_text_chars, where=where,
-                              logprobs_optional=probe)
+        return data
 
 
 def _request_seed(seed: int, i: int, j: int) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 from lineage.backends.base import MAX_TOP_LOGPROBS, Sample
 from lineage.errors import BackendError
 
-__all__ = ["parse_response"]
+__all__ = ["parse_echo", "parse_response"]
 
 _SLACK = 1e-4
 MAX_TOKEN_CHARS = 256
@@ -127,3 +127,59 @@ def parse_response(data: Any, *, endpoint: str, k: int, max_tokens: int, max_cha
         if isinstance(ct, int) and not isinstance(ct, bool) and 0 <= ct <= max_tokens + 1:
             n_tokens = ct
     return Sample(text=text, n_tokens=n_tokens, token_logprobs=token_lps, top_logprobs=tops)
+
+
+def parse_echo(data: Any, *, text: str, start: int, max_tokens: int, max_chars: int,
+               where: str) -> float:
+    """An ``echo=true`` completions response for the prompt `text` -> log P(text[start:] |
+    text[:start]) in nats: the summed prompt-token logprobs of every token that overlaps
+    ``text[start:]`` (a token straddling `start` counts whole; tokens the server generated
+    after `text` do not count). The response must echo `text` itself and give `tokens`,
+    `token_logprobs` and `text_offset` of equal lengths, offsets non-decreasing character
+    positions; only the first token's logprob may be null, and it must not be needed."""
+    if not isinstance(data, dict):
+        raise _fail(where, f"top level is {type(data).__name__}, not an object")
+    if "error" in data and data.get("error"):
+        raise BackendError(f"{where}: server error: {str(data['error'])[:200]}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
+        raise _fail(where, "expected exactly one choice (n=1)")
+    c = choices[0]
+    out = c.get("text")
+    if not isinstance(out, str) or len(out) > max_chars:
+        raise _fail(where, "completion text is not a string within the size limit")
+    if not out.startswith(text):
+        raise _fail(where, "echo=true but the text does not start with the prompt "
+                           "(the server does not echo)")
+    lp = c.get("logprobs")
+    if not isinstance(lp, dict):
+        raise _fail(where, "echo=true but no logprobs returned")
+    toks, tl, off = lp.get("tokens"), lp.get("token_logprobs"), lp.get("text_offset")
+    if not (isinstance(toks, list) and isinstance(tl, list) and isinstance(off, list)
+            and len(toks) == len(tl) == len(off)):
+        raise _fail(where, "echo logprobs need tokens, token_logprobs and text_offset of "
+                           "equal lengths")
+    if len(tl) > len(out) + max_tokens + 1:
+        raise _fail(where, f"{len(tl)} logprob positions for {len(out)} characters")
+    prev = 0
+    for o in off:
+        if isinstance(o, bool) or not isinstance(o, int) or not prev <= o <= len(out):
+            raise _fail(where, "text_offset is not a non-decreasing list of character offsets")
+        prev = o
+    if len(text) <= start:
+        return 0.0
+    if not off or off[0] > start:
+        raise _fail(where, "echo logprobs do not cover the continuation")
+    total, seen = 0.0, 0
+    for i, (t, x, o) in enumerate(zip(toks, tl, off)):
+        end = off[i + 1] if i + 1 < len(off) else o + len(_token(t, where, "token"))
+        if o >= len(text) or end <= start:
+            continue
+        if x is None:
+            raise _fail(where, "the continuation's first token has no logprob (start the "
+                               "prompt before it)")
+        total += _logprob(x, where, "prompt token logprob")
+        seen += 1
+    if seen == 0:
+        raise _fail(where, "echo logprobs do not cover the continuation")
+    return total
