@@ -55,6 +55,7 @@ def bad(mutate) -> dict:  # type: ignore[no-untyped-def]
     (bad(lambda c: c["logprobs"]["token_logprobs"].__setitem__(2, "x")), "not a number"),
     (bad(lambda c: c["logprobs"].update(text_offset=[9, 9, 9, 9, 9, 16])), "do not cover"),
     (bad(lambda c: c.update(text=TEXT + "\n" * 2000)), "size limit"),
+    (bad(lambda c: c["logprobs"]["tokens"].__setitem__(2, 7)), "not a token string"),
 ])
 def test_malformed_echo_is_a_clear_error(data: object, why: str) -> None:
     with pytest.raises(BackendError, match=why):

@@ -75,3 +75,24 @@ def test_echo_scan_over_http_matches_local_emulation(home_copy, small_zoo, zoo_m
         assert b.p_parts["teacher_text"] == pytest.approx(a.p_parts["teacher_text"], abs=1e-3)
     assert {c.teacher: c.verdict for c in remote.candidates} == \
         {c.teacher: c.verdict for c in local.candidates}
+
+
+@pytest.mark.parametrize("fault", ["garbage", "500"])
+def test_an_echo_endpoint_failing_mid_scan_stores_nothing(home_copy, small_zoo, zoo_manifest,
+                                                          fault):
+    """The fault hits the first echo request (after the two capability probes and the 13
+    probes' samples; 40 queries left make one look of 13 probes): a clear BackendError, and
+    no scan stored."""
+    from lineage.errors import BackendError
+
+    m = next(x for x in zoo_manifest["models"] if x["role"] == "suspect")
+    eng = Lineage(home_copy)
+    before = len(eng.list_scans())
+    with serve_model(small_zoo / m["path"], model_name="m") as (url, srv):
+        uri = f"openai+{url}?model=m&access=logprobs&echo=1&retries=1"
+        srv.set_fault(fault, skip=15)
+        with pytest.raises(BackendError, match="completions"):
+            eng.scan(uri, access="logprobs", max_queries=42)
+        assert srv.queries >= 16
+        srv.set_fault(None)
+    assert len(eng.list_scans()) == before

@@ -173,6 +173,7 @@ def parse_echo(data: Any, *, text: str, start: int, max_tokens: int, max_chars: 
     total, seen = 0.0, 0
     for i, (t, x, o) in enumerate(zip(toks, tl, off)):
         end = off[i + 1] if i + 1 < len(off) else o + len(_token(t, where, "token"))
+        _token(t, where, "token")
         if o >= len(text) or end <= start:
             continue
         if x is None:
