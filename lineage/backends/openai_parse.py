@@ -83,11 +83,8 @@ def _chat_logprobs(lp: Any, where: str) -> tuple[list[float], list[Any]]:
     return tl, top
 
 
-def parse_response(data: Any, *, endpoint: str, k: int, max_tokens: int, max_chars: int,
-                   where: str, logprobs_optional: bool = False) -> Sample:
-    """One generation response -> `Sample`. `k` > 0 means logprobs were asked for; they are
-    required unless `logprobs_optional` (the capability probe), where absent means unsupported
-    but present-and-malformed is still an error."""
+def _only_choice(data: Any, where: str) -> dict[str, Any]:
+    """The one choice of an n=1 response (a server error or any other shape raises)."""
     if not isinstance(data, dict):
         raise _fail(where, f"top level is {type(data).__name__}, not an object")
     if "error" in data and data.get("error"):
@@ -95,7 +92,15 @@ def parse_response(data: Any, *, endpoint: str, k: int, max_tokens: int, max_cha
     choices = data.get("choices")
     if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
         raise _fail(where, "expected exactly one choice (n=1)")
-    c = choices[0]
+    return choices[0]
+
+
+def parse_response(data: Any, *, endpoint: str, k: int, max_tokens: int, max_chars: int,
+                   where: str, logprobs_optional: bool = False) -> Sample:
+    """One generation response -> `Sample`. `k` > 0 means logprobs were asked for; they are
+    required unless `logprobs_optional` (the capability probe), where absent means unsupported
+    but present-and-malformed is still an error."""
+    c = _only_choice(data, where)
     if endpoint == "completions":
         text = c.get("text")
     else:
@@ -137,14 +142,7 @@ def parse_echo(data: Any, *, text: str, start: int, max_tokens: int, max_chars: 
     after `text` do not count). The response must echo `text` itself and give `tokens`,
     `token_logprobs` and `text_offset` of equal lengths, offsets non-decreasing character
     positions; only the first token's logprob may be null, and it must not be needed."""
-    if not isinstance(data, dict):
-        raise _fail(where, f"top level is {type(data).__name__}, not an object")
-    if "error" in data and data.get("error"):
-        raise BackendError(f"{where}: server error: {str(data['error'])[:200]}")
-    choices = data.get("choices")
-    if not isinstance(choices, list) or len(choices) != 1 or not isinstance(choices[0], dict):
-        raise _fail(where, "expected exactly one choice (n=1)")
-    c = choices[0]
+    c = _only_choice(data, where)
     out = c.get("text")
     if not isinstance(out, str) or len(out) > max_chars:
         raise _fail(where, "completion text is not a string within the size limit")
