@@ -104,3 +104,7 @@ def test_pooling_two_runs_doubles_the_pairs_and_refuses_mixed_settings():
     assert len({x["suspect"] for x in res["scans"]}) == 104
     with pytest.raises(SystemExit):
         det.pool([a, {**b, "alpha": 0.05}])
+    with pytest.raises(SystemExit):  # echo scans are another measurement
+        det.pool([a, {**b, "echo": True}])
+    # a run saved before --echo existed did not echo: it pools with one that says so
+    assert len(det.pool([{**a, "echo": False}, b])["scans"]) == 104

@@ -54,8 +54,9 @@ def test_a_failing_endpoint_fails_fast_and_stores_nothing(home_copy, small_zoo, 
 
 def test_echo_scan_over_http_matches_local_emulation(home_copy, small_zoo, zoo_manifest):
     """A logprobs scan through echo=1 scores every teacher's text on the endpoint: one query a
-    text, counted by the server, and the same p-values as local weights emulating echo (the
-    loopback server tokenizes prompt + text jointly, which these texts do not change)."""
+    text, counted by the server, and the same teacher_text p-values as local weights
+    emulating echo (the loopback server tokenizes prompt + text jointly, which these texts do
+    not change)."""
     m = next(x for x in zoo_manifest["models"] if x["recipe"] == "seq_kd")
     path = small_zoo / m["path"]
     eng = Lineage(home_copy)
@@ -70,11 +71,12 @@ def test_echo_scan_over_http_matches_local_emulation(home_copy, small_zoo, zoo_m
     assert local.queries == (40 // per) * per
     assert remote.queries == local.queries + 2  # the logprobs and echo capability probes
     assert remote.identity["echo"] == "used" and local.identity["echo"] == "used"
-    for a, b in zip(local.candidates, remote.candidates):
-        assert a.teacher == b.teacher and "teacher_text" in b.p_parts
-        assert b.p_parts["teacher_text"] == pytest.approx(a.p_parts["teacher_text"], abs=1e-3)
-    assert {c.teacher: c.verdict for c in remote.candidates} == \
-        {c.teacher: c.verdict for c in local.candidates}
+    # teacher_text depends only on the stored texts and the suspect's scores of them; the
+    # other statistics see samples seeded from the URI (its port differs run to run), so
+    # the verdicts of a 13-probe scan may differ and are not compared
+    tt = {c.teacher: c.p_parts["teacher_text"] for c in local.candidates}
+    assert {c.teacher: c.p_parts["teacher_text"] for c in remote.candidates} == \
+        pytest.approx(tt, abs=1e-3)
 
 
 @pytest.mark.parametrize("fault", ["garbage", "500"])
