@@ -86,7 +86,8 @@ class Observed:
     ll_sharp: scorer model id -> [P, n] float64 log-likelihood of each sample under the scorer
              at SHARP_TEMPERATURE; None when not available
     text_ll: teacher model id -> [P, n] float64 the generator's log-likelihood of that
-             teacher's samples at SHARP_TEMPERATURE (full access, or logprobs with echo); None otherwise
+             teacher's samples at SHARP_TEMPERATURE (full access, or logprobs with echo);
+             None otherwise
     text_chars: teacher model id -> [P, n] float64 characters in those samples
     """
 
