@@ -44,11 +44,12 @@ log-likelihoods are visible, else cross_entropy) with weight 0.8, and closeness 
 with 0.1 each: the ratio was the most powerful part on both zoos, and the other two still
 catch what it misses at extremes (an exact copy's first words). Full access (or logprobs with
 echo) with two or more teachers adds teacher_text with the same prior weight as the sharpened
-ratio (0.8, so the two share most of the weight; chosen before measuring the combination). Summing standardised
-statistics was tried first: with three references the sum's spread is estimated from three points that can cancel,
-which gave false positives. References are observed exactly as the suspect is (same probes,
-same number of samples, same access mode), so the null draws carry the same noise as the
-suspect's statistic. Holm's correction runs across teachers.
+ratio (0.8, so the two share most of the weight; chosen before measuring the combination).
+Summing standardised statistics was tried first: with three references the sum's spread is
+estimated from three points that can cancel, which gave false positives. References are
+observed exactly as the suspect is (same probes, same number of samples, same access mode), so
+the null draws carry the same noise as the suspect's statistic. Holm's correction runs across
+teachers.
 """
 
 from __future__ import annotations
