@@ -278,28 +278,31 @@ class Lineage:
             self._ensure_sharp_text(teachers, refs)
         return rec
 
-    def _score_at(self, backend: ModelBackend | ModelView, samples: list[list[str]],
+    def _pairs(self, samples: list[list[str]], offset: int
+               ) -> tuple[list[str], list[str], tuple[int, int]]:
+        """(prompts, samples) flattened row by row for samples [P][n] of probes offset..,
+        and (P, n)."""
+        n = len(samples[0]) if samples else 0
+        prompts = [self.suite.probes[offset + i].prompt for i in range(len(samples))
+                   for _ in range(n)]
+        return prompts, [t for row in samples for t in row], (len(samples), n)
+
+    def _score_at(self, backend: ModelBackend, samples: list[list[str]],
                   temperatures: Sequence[float], offset: int = 0) -> np.ndarray:
         """log P_tau(sample | prompt) for samples [P][n] of probes offset.., for each
         temperature: [P, n, K] float32 from one forward pass."""
-        S = self.suite
-        P, n = len(samples), len(samples[0])
-        prompts = [S.probes[offset + i].prompt for i in range(P) for _ in range(n)]
-        conts = [t for row in samples for t in row]
+        prompts, conts, shape = self._pairs(samples, offset)
         return np.asarray(backend.score_tempered(prompts, conts, temperatures),
-                          dtype=np.float32).reshape(P, n, len(temperatures))
+                          dtype=np.float32).reshape(*shape, len(temperatures))
 
     def _score_text(self, v: ModelView, samples: list[list[str]], offset: int = 0
                     ) -> np.ndarray:
         """The viewed suspect's log P(sample | prompt) for samples [P][n] of probes
         offset..: [P, n] float64 (full access, or one query each through echo)."""
-        S = self.suite
-        P, n = len(samples), len(samples[0]) if samples else 0
-        prompts = [S.probes[offset + i].prompt for i in range(P) for _ in range(n)]
-        conts = [t for row in samples for t in row]
+        prompts, conts, shape = self._pairs(samples, offset)
         # float32 like the stored scores it is compared with
         return np.asarray(v.score_text(prompts, conts), dtype=np.float32).astype(
-            np.float64).reshape(P, n)
+            np.float64).reshape(shape)
 
     def _score_both(self, backend: ModelBackend, samples: list[list[str]], offset: int = 0
                     ) -> tuple[np.ndarray, np.ndarray]:
