@@ -6,7 +6,8 @@
                  [--echo] [--echo-texts K]
     lineage compare MODEL TEACHER [...]      lineage search MODEL [-k K] [--json]
     lineage scans list|get [ID] [--json]
-    lineage zoo build --out DIR [--size small|full] [--jobs N]
+    lineage zoo build --out DIR [--size small|full] [--seed S] [--corpus stdlib|thirdparty]
+                      [--jobs N]
     lineage demo [--zoo DIR]
     lineage batch run MANIFEST [--request-id ID] [--ray ADDRESS] | batch status|list|cancel
     lineage report SCAN_OR_JOB [--html FILE] [--json]
@@ -253,6 +254,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     from lineage.zoo.build import build_zoo
 
     manifest = build_zoo(Path(args.out), size=args.size, seed=args.seed, jobs=args.jobs,
+                         corpus=args.corpus,
                          progress=None if args.quiet else
                          (lambda m: print(f"  {m}", file=sys.stderr, flush=True)))
     _print({"manifest": str(manifest)}, args.json, f"zoo written: {manifest}")
@@ -339,6 +341,9 @@ def _parser() -> argparse.ArgumentParser:
     z.add_argument("--out", required=True)
     z.add_argument("--size", default="small", choices=["small", "full"])
     z.add_argument("--seed", type=int, default=0)
+    z.add_argument("--corpus", default="stdlib", choices=["stdlib", "thirdparty"],
+                   help="main training text (default stdlib, the default suite's source; "
+                        "thirdparty swaps the zoo's two corpora)")
     z.add_argument("--jobs", type=int, default=None,
                    help="worker processes, one model each at a time (default: min(2, cores);"
                         " 1: serial, in this process)")

@@ -75,7 +75,7 @@ def test_micro_zoo(tmp_path: Path) -> None:
     manifest = build_zoo(tmp_path / "zoo", size="micro", seed=0, progress=lines.append, jobs=1)
     assert manifest == tmp_path / "zoo" / "manifest.json" and lines
     m = json.loads(manifest.read_text())
-    assert m["size"] == "micro" and m["seed"] == 0
+    assert m["size"] == "micro" and m["seed"] == 0 and m["corpus"] == "stdlib"
     names = {x["name"] for x in m["models"]}
     for x in m["models"]:
         assert set(x) >= {"name", "path", "role", "parent", "recipe", "eval", "params", "arch",
@@ -100,6 +100,31 @@ def test_micro_zoo(tmp_path: Path) -> None:
     after = {x["name"]: (manifest.parent / x["path"] / "model.safetensors").stat().st_mtime_ns
              for x in m["models"]}
     assert before == after
+
+
+def test_micro_zoo_on_the_other_corpus(tmp_path: Path, monkeypatch) -> None:
+    """--corpus thirdparty swaps the plan's two corpora: every model trains on thirdparty text
+    (the micro plan names only stdlib), the manifest and key say so, and the directory refuses
+    a build on the default corpus."""
+    import pytest
+
+    from lineage.zoo import build as B
+
+    streams: list[str] = []
+    real_stream = B._Builder.stream
+    monkeypatch.setattr(B._Builder, "stream",
+                        lambda self, tok, corpus: streams.append(corpus) or
+                        real_stream(self, tok, corpus))
+    out = tmp_path / "zoo"
+    m = json.loads(B.build_zoo(out, size="micro", seed=0, jobs=1,
+                               corpus="thirdparty").read_text())
+    assert m["corpus"] == "thirdparty" and streams and set(streams) == {"thirdparty"}
+    assert {x["data"] for x in m["models"]} == {"thirdparty"}
+    assert json.loads((out / "_data" / "key.json").read_text())["corpus"] == "thirdparty"
+    with pytest.raises(ValueError, match="another directory"):
+        B.build_zoo(out, size="micro", seed=0, jobs=1)
+    with pytest.raises(ValueError, match="unknown corpus"):
+        B.build_zoo(tmp_path / "z2", size="micro", corpus="wiki")
 
 
 def _alive(pid: int) -> bool:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .corpus import load_corpus
+from .corpus import CORPORA, load_corpus
 from .manifest import DONE, eval_texts, model_meta, read_meta, write_manifest, write_meta
 from .plan import MIX_SHARE, SIZES, Entry, Size
 from .tok import TOKENIZERS, encode_stream, train_tokenizer
@@ -49,14 +49,25 @@ PROMPT = 4  # EOS + 3 tokens of a docstring
 
 
 class _Builder:
-    def __init__(self, out: Path, size: Size, seed: int, log: Callable[[str], None]) -> None:
+    def __init__(self, out: Path, size: Size, seed: int, log: Callable[[str], None],
+                 corpus: str = "stdlib") -> None:
         self.out, self.size, self.seed, self.log = out, size, seed, log
+        if corpus not in CORPORA:
+            raise ValueError(f"unknown corpus {corpus!r}; choose one of {list(CORPORA)}")
+        # the plan names "stdlib" as the main corpus and "thirdparty" as the other data;
+        # a zoo built on thirdparty swaps the two (tokenizers keep their own corpora)
+        self.main = corpus
+        self.other = next(c for c in CORPORA if c != corpus)
         self.data = out / "_data"
         self.data.mkdir(parents=True, exist_ok=True)
         self._toks: dict[str, Any] = {}
         self._streams: dict[tuple[str, str], np.ndarray] = {}
         self._models: dict[str, Any] = {}
         self._samples: dict[tuple[str, str], np.ndarray] = {}
+
+    def data_of(self, data: str) -> str:
+        """The corpus an entry's `data` ("stdlib": main, "thirdparty": other) means here."""
+        return self.main if data == "stdlib" else self.other
 
     def seed_of(self, name: str) -> int:
         return (zlib.crc32(name.encode()) + 7919 * self.seed) % (2**31)
@@ -108,7 +119,7 @@ class _Builder:
             tok = self.tok(e.tok)
             n = (self.size.sample_tokens // (CTX - PROMPT) + 1 if split == "train"
                  else self.size.eval_rows)
-            docs = [d for d in load_corpus("stdlib", split)]
+            docs = [d for d in load_corpus(self.main, split)]
             rng = np.random.default_rng(self.seed_of(e.name + split))
             enc = tok.backend_tokenizer.encode_batch(
                 [docs[i] for i in rng.integers(0, len(docs), size=2 * n)],
@@ -142,7 +153,7 @@ class _Builder:
             m = self.model(base.name)
             m = type(m)(m.config)
             m.load_state_dict(self.model(base.name).state_dict())
-            st = train_lm(m, self.stream(e.tok, "thirdparty"), tokens=S.ft_tokens, seed=seed,
+            st = train_lm(m, self.stream(e.tok, self.other), tokens=S.ft_tokens, seed=seed,
                           lr=LR / 4, log=self.log)
             return m, int(read_meta(self.out / base.name)["train_tokens"]) + st["tokens"]
         m = new_model(e.arch, len(tok), seed=seed, ctx=CTX, eos_id=tok.eos_token_id)
@@ -150,9 +161,9 @@ class _Builder:
         tokens = e.tokens or {"teacher": S.teacher_tokens, "reference": S.ref_tokens}.get(
             e.role, S.kd_tokens if e.recipe == "logit_kd" else S.suspect_tokens)
         if e.recipe == "teacher" or e.recipe.startswith("independent"):
-            stream = self.stream(e.tok, e.data)
+            stream = self.stream(e.tok, self.data_of(e.data))
         elif e.recipe == "logit_kd":
-            stream, kw["teacher"] = self.stream(e.tok, "stdlib"), self.model(e.parent)
+            stream, kw["teacher"] = self.stream(e.tok, self.main), self.model(e.parent)
         else:
             t = entries[e.parent]
             rows = self.samples(t, "train")
@@ -163,7 +174,7 @@ class _Builder:
             stream = teach
             if e.recipe in MIX_SHARE:
                 f = MIX_SHARE[e.recipe]
-                real = self.stream(e.tok, "stdlib")
+                real = self.stream(e.tok, self.main)
                 n_teach = min(len(teach), int(len(real) * f / (1 - f)))
                 n_real = int(n_teach * (1 - f) / f)
                 stream = np.concatenate([teach[:n_teach], np.resize(real, n_real)])
@@ -177,7 +188,7 @@ class _Builder:
         by = {t.name: round(bits_per_char(m, tok, self.teacher_texts(t, "heldout")), 4)
               for t in teachers}
         vs = e.parent or (None if e.role == "teacher" else teachers[0].name)
-        real = load_corpus("stdlib", "heldout")[: self.size.eval_docs]
+        real = load_corpus(self.main, "heldout")[: self.size.eval_docs]
         return {"teacher_bpc": by.get(vs) if vs else None, "vs": vs,
                 "real_bpc": round(bits_per_char(m, tok, real), 4), "by_teacher": by}
 
@@ -190,7 +201,7 @@ class _Builder:
         m, tokens = self.train(e, entries)
         m.eval()
         self._models[e.name] = m
-        meta = model_meta(e, m, tokens, time.monotonic() - t0)
+        meta = model_meta(e, m, tokens, time.monotonic() - t0, self.data_of(e.data))
         self._save(e, m, meta)
         self.log(f"{e.name}: done in {time.monotonic() - t0:.1f}s")
         return meta
@@ -306,7 +317,7 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _worker(out: str, size: str, seed: int, tasks: Any, results: Any) -> None:
+def _worker(out: str, size: str, seed: int, corpus: str, tasks: Any, results: Any) -> None:
     """A worker process: runs tasks from `tasks` one at a time on one torch thread and reports
     log lines, completions and failures on `results`; stops at None or when the parent dies."""
     os.environ.update(_ONE_THREAD)
@@ -325,7 +336,7 @@ def _worker(out: str, size: str, seed: int, tasks: Any, results: Any) -> None:
     def log(m: str) -> None:  # indented lines (training steps) name their model
         results.put(("log", f"  {name}:{m[1:]}" if m.startswith("  ") else m))
 
-    b = _Builder(Path(out), SIZES[size], seed, log)
+    b = _Builder(Path(out), SIZES[size], seed, log, corpus)
     entries = {e.name: e for e in SIZES[size].entries}
     teachers = [e for e in entries.values() if e.role == "teacher"]
     while True:
@@ -354,7 +365,7 @@ def _worker(out: str, size: str, seed: int, tasks: Any, results: Any) -> None:
 
 
 def _run_parallel(b: _Builder, entries: dict[str, Entry], size: str, seed: int,
-                  jobs: int) -> float:
+                  jobs: int) -> float:  # b.main: the corpus
     """Run every unfinished task on `jobs` worker processes; returns the evaluation seconds
     (summed over workers)."""
     import multiprocessing as mp
@@ -379,7 +390,7 @@ def _run_parallel(b: _Builder, entries: dict[str, Entry], size: str, seed: int,
     procs = []
     with _env(_ONE_THREAD):
         for _ in range(min(jobs, len(todo))):
-            p = ctx.Process(target=_worker, args=(str(b.out), size, seed, tasks, results),
+            p = ctx.Process(target=_worker, args=(str(b.out), size, seed, b.main, tasks, results),
                             daemon=True)
             p.start()
             procs.append(p)
@@ -433,25 +444,34 @@ def _run_parallel(b: _Builder, entries: dict[str, Entry], size: str, seed: int,
 
 
 def build_zoo(out: Path, size: str = "small", seed: int = 0,
-              progress: Callable[[str], None] | None = None, jobs: int | None = None) -> Path:
+              progress: Callable[[str], None] | None = None, jobs: int | None = None,
+              corpus: str = "stdlib") -> Path:
     """Train the zoo of `size` ("micro" | "small" | "full") into `out`; returns the manifest.
+
+    `corpus` is the main training text ("stdlib", or "thirdparty": every model's data swapped
+    with the other corpus, a zoo from another corpus than the default suite's probes).
 
     `jobs` worker processes (default `default_jobs()`) train models side by side; with 1 the
     build runs in this process, on the caller's torch threads."""
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; choose one of {sorted(SIZES)}")
+    if corpus not in CORPORA:
+        raise ValueError(f"unknown corpus {corpus!r}; choose one of {list(CORPORA)}")
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     out = Path(out)
     (out / "_data").mkdir(parents=True, exist_ok=True)
     with _locked(out / "_data" / ".lock"):
-        return _build(out, size, seed, progress or (lambda _m: None), jobs)
+        return _build(out, size, seed, progress or (lambda _m: None), jobs, corpus)
 
 
-def _build(out: Path, size: str, seed: int, log: Callable[[str], None], jobs: int) -> Path:
+def _build(out: Path, size: str, seed: int, log: Callable[[str], None], jobs: int,
+           corpus: str = "stdlib") -> Path:
     t0 = time.monotonic()
-    key = {"size": size, "seed": seed}
+    key: dict[str, Any] = {"size": size, "seed": seed}
+    if corpus != "stdlib":  # the default's key (and so existing zoos) unchanged
+        key["corpus"] = corpus
     kf = out / "_data" / "key.json"
     if kf.exists() and json.loads(kf.read_text()) != key:
         raise ValueError(f"{out} holds a zoo of {kf.read_text()}; use another directory")
@@ -460,7 +480,7 @@ def _build(out: Path, size: str, seed: int, log: Callable[[str], None], jobs: in
     stale += [*(out / "_data").glob(".tok-*.tmp"), *(out / "_data").glob(".samples-*.tmp.npy")]
     for p in stale:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
-    b = _Builder(out, SIZES[size], seed, log)
+    b = _Builder(out, SIZES[size], seed, log, corpus)
     kf.write_text(json.dumps(key))
     teachers = [e for e in entries.values() if e.role == "teacher"]
     if jobs > 1:
@@ -478,7 +498,7 @@ def _build(out: Path, size: str, seed: int, log: Callable[[str], None], jobs: in
         metas = [read_meta(out / name) for name in entries]
         log(f"evaluated in {eval_s:.0f}s (summed over workers)")
     manifest = write_manifest(out, metas, size=size, seed=seed,
-                              seconds=time.monotonic() - t0)
+                              seconds=time.monotonic() - t0, corpus=corpus)
     log(f"zoo {size} built in {time.monotonic() - t0:.0f}s: {manifest}")
     return manifest
 
@@ -489,12 +509,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--size", default="small", choices=sorted(SIZES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--corpus", default="stdlib", choices=CORPORA,
+                    help="main training text (default stdlib; thirdparty swaps the two)")
     ap.add_argument("--jobs", type=int, default=None,
                     help="worker processes, one model each at a time (default: min(2, cores);"
                          " 1: serial, in this process)")
     a = ap.parse_args(argv)
     build_zoo(a.out, a.size, a.seed, progress=lambda m: print(m, file=sys.stderr, flush=True),
-              jobs=a.jobs)
+              jobs=a.jobs, corpus=a.corpus)
     return 0
 
 

@@ -29,9 +29,11 @@ DONE = ".zoo-complete"
 META = "zoo.json"
 
 
-def model_meta(e: Entry, model: Any, tokens: int, seconds: float) -> dict[str, Any]:
+def model_meta(e: Entry, model: Any, tokens: int, seconds: float,
+               data: str | None = None) -> dict[str, Any]:
+    """`data`: the corpus the model was trained on (default the plan's `e.data`)."""
     return {"name": e.name, "path": e.name, "role": e.role, "parent": e.parent,
-            "recipe": e.recipe, "arch": e.arch, "tokenizer": e.tok, "data": e.data,
+            "recipe": e.recipe, "arch": e.arch, "tokenizer": e.tok, "data": data or e.data,
             "params": int(sum(p.numel() for p in model.parameters())),
             "train_tokens": int(tokens), "train_seconds": round(seconds, 1)}
 
@@ -53,10 +55,12 @@ def read_meta(model_dir: Path) -> dict[str, Any]:
 
 
 def write_manifest(out: Path, metas: list[dict[str, Any]], *, size: str, seed: int,
-                   seconds: float) -> Path:
+                   seconds: float, corpus: str = "stdlib") -> Path:
+    """`corpus`: the zoo's main training text (each model's "data" names its own)."""
     path = out / "manifest.json"
     _atomic_write(path, json.dumps({"models": metas, "size": size, "seed": seed,
-                                    "build_seconds": round(seconds, 1)}, indent=1))
+                                    "corpus": corpus, "build_seconds": round(seconds, 1)},
+                                   indent=1))
     return path
 
 
