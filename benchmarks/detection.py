@@ -50,6 +50,7 @@ import numpy as np
 
 from lineage import stats
 from lineage.engine import Lineage
+from lineage.suites import default_suite, load_suite
 from lineage.verdict import combine
 
 
@@ -73,12 +74,13 @@ def _reported(c: dict) -> float:
 
 def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path,
         early_stop: bool | None = None, echo: bool = False,
-        echo_texts: int | None = None) -> dict:
+        echo_texts: int | None = None, suite: Path | None = None) -> dict:
     if early_stop is None:  # the engine's default: sequential for remote access modes only
         early_stop = access != "full"
     manifest = json.loads((zoo / "manifest.json").read_text())
     models = manifest["models"]
-    eng = Lineage(home)
+    S = load_suite(suite) if suite else default_suite()
+    eng = Lineage(home, suite=S)
     have = {m.name for m in eng.list_models(limit=10_000)}
     t0 = time.monotonic()
     for m in models:
@@ -109,6 +111,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     return grade({
         "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
         "early_stop": early_stop, "echo": echo, "echo_texts": echo_texts,
+        "suite": {"name": S.name, "hash": S.hash},
         "teachers": [m["name"] for m in models if m["role"] == "teacher"],
         "n_references": sum(m["role"] == "reference" for m in models),
         "register_seconds": t_reg, "scan_seconds": t_scan,
@@ -116,7 +119,17 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     })
 
 
-SETTINGS = ("access", "max_queries", "alpha", "early_stop", "teachers", "echo", "echo_texts")
+SETTINGS = ("access", "max_queries", "alpha", "early_stop", "teachers", "echo", "echo_texts",
+            "suite")
+
+
+def _setting(run: dict, k: str) -> object:
+    """A run's setting `k`; runs from before --echo and --suite existed did not echo and
+    used the default suite."""
+    if k == "suite" and "suite" not in run:
+        S = default_suite()
+        return {"name": S.name, "hash": S.hash}
+    return run.get(k, False if k == "echo" else None)
 
 
 def pool(runs: list[dict]) -> dict:
@@ -125,9 +138,7 @@ def pool(runs: list[dict]) -> dict:
     several."""
     first = runs[0]
     for r in runs[1:]:
-        diff = [k for k in SETTINGS  # runs from before --echo existed did not echo
-                if r.get(k, False if k == "echo" else None)
-                != first.get(k, False if k == "echo" else None)]
+        diff = [k for k in SETTINGS if _setting(r, k) != _setting(first, k)]
         if diff:
             raise SystemExit(f"cannot pool runs that differ in {', '.join(diff)}")
     if len(runs) == 1:
@@ -330,6 +341,9 @@ def main() -> int:
                     help="with --echo: at most K texts per probe per teacher (default all)")
     ap.add_argument("--home", type=Path, default=None,
                     help="lineage home to register into (default: a fresh temp dir)")
+    ap.add_argument("--suite", type=Path, default=None, metavar="SUITE.json",
+                    help="probe suite (default: the built-in one); a home is registered "
+                         "with one suite, so give another suite another --home")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default benchmarks/results/detection-ACCESS.json)")
     a = ap.parse_args()
@@ -348,7 +362,7 @@ def main() -> int:
             ap.error("--echo-texts needs --echo")
         res = run(a.zoo, a.access, a.max_queries, a.alpha, home,
                   early_stop=False if a.no_early_stop else True if a.early_stop else None,
-                  echo=a.echo, echo_texts=a.echo_texts)
+                  echo=a.echo, echo_texts=a.echo_texts, suite=a.suite)
         out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

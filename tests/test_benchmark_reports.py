@@ -108,3 +108,11 @@ def test_pooling_two_runs_doubles_the_pairs_and_refuses_mixed_settings():
         det.pool([a, {**b, "echo": True}])
     # a run saved before --echo existed did not echo: it pools with one that says so
     assert len(det.pool([{**a, "echo": False}, b])["scans"]) == 104
+    # another probe suite is another measurement; a run saved before --suite existed used
+    # the built-in one
+    from lineage.suites import default_suite
+
+    S = default_suite()
+    with pytest.raises(SystemExit, match="suite"):
+        det.pool([a, {**b, "suite": {"name": "other", "hash": "0" * 64}}])
+    assert len(det.pool([{**a, "suite": {"name": S.name, "hash": S.hash}}, b])["scans"]) == 104
