@@ -27,7 +27,12 @@ import numpy as np
 from lineage import __version__, stats
 from lineage.backends import AccessMode, ModelBackend, ModelView, Sample, open_model, view
 from lineage.backends.base import offers_echo
-from lineage.errors import AlreadyExistsError, InvalidArgumentError, UnknownModelError
+from lineage.errors import (
+    AlreadyExistsError,
+    InvalidArgumentError,
+    SuiteMismatchError,
+    UnknownModelError,
+)
 from lineage.faults import crash_point
 from lineage.index import SignatureIndex
 from lineage.signatures import exact_distribution, histogram
@@ -132,6 +137,14 @@ class Lineage:
         self.settings = settings or Settings()
         self.suite = suite or default_suite()
         self.store = Store(self.home / "lineage.db")
+        other = {h: n for h, n in self.store.suites().items() if h != self.suite.hash}
+        if other:  # stored samples and signatures are per probe of the suite they were taken on
+            self.store.close()
+            h, n = next(iter(other.items()))
+            raise SuiteMismatchError(
+                f"{self.home} holds models registered with suite {n!r} ({h[:12]}), not with "
+                f"{self.suite.name!r} ({self.suite.hash[:12]}); use one home per suite",
+                field="suite")
         self._lock = threading.RLock()
         self._fill_lock = threading.Lock()
         self._cache: OrderedDict[str, ModelBackend] = OrderedDict()

@@ -328,6 +328,12 @@ class Store:
                 q = q.where(scans.c.seq > (seq or 0))
             return [json.loads(r.result) for r in c.execute(q)]
 
+    def suites(self) -> dict[str, str]:
+        """{suite hash: suite name} over the registered models."""
+        q = sa.select(models.c.suite_hash, models.c.suite_name).distinct()
+        with self.engine.connect() as c:
+            return {r.suite_hash: r.suite_name for r in c.execute(q)}
+
     def iter_model_ids(self) -> Iterator[int]:
         with self.engine.connect() as c:
             yield from (r.id for r in c.execute(sa.select(models.c.id)))

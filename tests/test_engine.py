@@ -94,6 +94,18 @@ def test_duplicate_unknown_and_bad_names(eng, models):
         eng.scan("/does/not/exist")
 
 
+def test_a_home_is_opened_with_the_suite_its_models_were_registered_with(eng):
+    """Stored samples and signatures are per probe of their suite: opening a home with another
+    suite is refused before anything is read or written (it used to mix them silently)."""
+    from lineage.errors import SuiteMismatchError
+
+    other = default_suite().subset(13)
+    with pytest.raises(SuiteMismatchError, match="one home per suite") as e:
+        Lineage(eng.home, suite=other)
+    assert e.value.field == "suite" and SUITE.hash[:12] in e.value.message
+    assert len(Lineage(eng.home, suite=SUITE).list_models()) == 4  # the right suite opens
+
+
 def test_no_references_gives_inconclusive(tmp_path, models):
     e = Lineage(tmp_path / "h", suite=SUITE)
     e.register("t1", models["t1"], "teacher")
