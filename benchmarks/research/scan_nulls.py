@@ -3,6 +3,7 @@
 
     PYTHONPATH=. python benchmarks/research/scan_nulls.py capture ZOO HOME ACCESS OUT.json [MAXQ]
     PYTHONPATH=. python benchmarks/research/scan_nulls.py report OUT.json
+    PYTHONPATH=. python benchmarks/research/scan_nulls.py pool OUT1.json OUT2.json ...
 
 `capture` scans every suspect without early stopping (HOME must hold the zoo's teachers and
 references, e.g. from benchmarks/detection.py --home) and records what
@@ -100,18 +101,34 @@ def report(path: Path) -> None:
         print(f"  {t} " + "; ".join(f"{names[i]}~{names[j]} {c[i, j]:.2f}"
                                     for i in range(len(names)) for j in range(i + 1, len(names))))
     print("\nTPR at 1% FPR over all pairs (positives marked * above):")
+    for label, (pos, neg, negp, _) in _scores(d).items():
+        _summary(label, pos, neg, negp)
+
+
+def _scores(d: list[dict]) -> dict[str, tuple[list, list, list, list]]:
+    """{form: (positives' -log10 p, negatives' -log10 p, negatives' p, positives' recipes)}
+    for each statistic alone and the two combinations."""
+    key = {(r["suspect"], r["teacher"], r["stat"]): r for r in d}
+    teachers = sorted({r["teacher"] for r in d})
+    names = list(dict.fromkeys(r["stat"] for r in d))
+    sus = sorted({(r["suspect"], r["parent"]) for r in d})
+    recipe = {r["suspect"]: r["recipe"] for r in d}
+    null = {(t, s): np.asarray(key[(sus[0][0], t, s)]["null"]) for t in teachers for s in names}
+    out: dict[str, tuple[list, list, list, list]] = {}
     for s in names:
-        pos, neg, negp = [], [], []
+        pos, neg, negp, rec = [], [], [], []
         for t in teachers:
             for n, p in sus:
                 r = key[(n, t, s)]
                 (pos if p == t else neg).append(-np.log10(max(r["p"], 1e-300)))
                 if p != t:
                     negp.append(r["p"])
-        _summary(s, pos, neg, negp)
+                else:
+                    rec.append(recipe[n])
+        out[s] = (pos, neg, negp, rec)
     for form in ("stouffer", "contrast"):
         for combo in ([names] if form == "stouffer" else [[s] for s in names]):
-            pos, neg, negp = [], [], []
+            pos, neg, negp, rec = [], [], [], []
             for t in teachers:
                 m = len(null[(t, combo[0])])
 
@@ -133,12 +150,38 @@ def report(path: Path) -> None:
                     (pos if p == t else neg).append(-np.log10(max(pv, 1e-300)))
                     if p != t:
                         negp.append(pv)
-            _summary(f"{form} of {'+'.join(combo)}", pos, neg, negp)
+                    else:
+                        rec.append(recipe[n])
+            out[f"{form} of {'+'.join(combo)}"] = (pos, neg, negp, rec)
+    return out
+
+
+def pooled(paths: list[Path]) -> None:
+    """Each form's pairs from several zoos' captures as one set: TPR at 1% FPR with its
+    Clopper-Pearson interval, AUC, null p-values, and TPR per recipe at the pooled threshold."""
+    per = [_scores(json.loads(p.read_text())) for p in paths]
+    print(f"{len(paths)} captures pooled")
+    for label in per[0]:
+        pos = [x for s in per for x in s[label][0]]
+        neg = [x for s in per for x in s[label][1]]
+        negp = [x for s in per for x in s[label][2]]
+        rec = [x for s in per for x in s[label][3]]
+        k, n = stats.tpr_at_fpr_count(pos, neg, 0.01)
+        lo, hi = stats.clopper_pearson(k, n)
+        thr = sorted(neg)[::-1][int(np.floor(0.01 * len(neg)))]
+        by = {}
+        for x, r in zip(pos, rec):
+            by.setdefault(r, []).append(x > thr)
+        print(f"  {label:<34} TPR@1%FPR {k / n:.2f} [{lo:.2f}, {hi:.2f}]  "
+              f"AUC {stats.auc(pos, neg):.3f}  null p<=0.01 {sum(q <= 0.01 for q in negp)} "
+              f"of {len(negp)}  " + " ".join(f"{r}={np.mean(v):.2f}" for r, v in sorted(by.items())))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "capture":
         capture(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4], Path(sys.argv[5]),
                 int(sys.argv[6]) if len(sys.argv) > 6 else None)
+    elif sys.argv[1] == "pool":
+        pooled([Path(x) for x in sys.argv[2:]])
     else:
         report(Path(sys.argv[2]))
