@@ -78,13 +78,20 @@ def _summary(name: str, pos: list[float], neg: list[float], negp: list[float]) -
           f"<=0.05 {int((q <= 0.05).sum())} of {q.size}")
 
 
-def report(path: Path) -> None:
-    d = json.loads(path.read_text())
+def _index(d: list[dict]) -> tuple[dict, list[str], list[str], list[tuple], dict]:
+    """(rows by (suspect, teacher, statistic), teachers, statistics, (suspect, parent) pairs,
+    the references' null by (teacher, statistic)) of a capture."""
     key = {(r["suspect"], r["teacher"], r["stat"]): r for r in d}
     teachers = sorted({r["teacher"] for r in d})
     names = list(dict.fromkeys(r["stat"] for r in d))
     sus = sorted({(r["suspect"], r["parent"]) for r in d})
     null = {(t, s): np.asarray(key[(sus[0][0], t, s)]["null"]) for t in teachers for s in names}
+    return key, teachers, names, sus, null
+
+
+def report(path: Path) -> None:
+    d = json.loads(path.read_text())
+    key, teachers, names, sus, null = _index(d)
     for s in names:
         ses = [r["se"] for r in d if r["stat"] == s]
         print(f"\n{s}: suspects' sampling error {min(ses):.4f}-{max(ses):.4f}")
@@ -108,12 +115,8 @@ def report(path: Path) -> None:
 def _scores(d: list[dict]) -> dict[str, tuple[list, list, list, list]]:
     """{form: (positives' -log10 p, negatives' -log10 p, negatives' p, positives' recipes)}
     for each statistic alone and the two combinations."""
-    key = {(r["suspect"], r["teacher"], r["stat"]): r for r in d}
-    teachers = sorted({r["teacher"] for r in d})
-    names = list(dict.fromkeys(r["stat"] for r in d))
-    sus = sorted({(r["suspect"], r["parent"]) for r in d})
+    key, teachers, names, sus, null = _index(d)
     recipe = {r["suspect"]: r["recipe"] for r in d}
-    null = {(t, s): np.asarray(key[(sus[0][0], t, s)]["null"]) for t in teachers for s in names}
     out: dict[str, tuple[list, list, list, list]] = {}
     for s in names:
         pos, neg, negp, rec = [], [], [], []

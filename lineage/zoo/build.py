@@ -52,9 +52,7 @@ class _Builder:
     def __init__(self, out: Path, size: Size, seed: int, log: Callable[[str], None],
                  corpus: str = "stdlib") -> None:
         self.out, self.size, self.seed, self.log = out, size, seed, log
-        if corpus not in CORPORA:
-            raise ValueError(f"unknown corpus {corpus!r}; choose one of {list(CORPORA)}")
-        # the plan names "stdlib" as the main corpus and "thirdparty" as the other data;
+        # `corpus` is checked by build_zoo; the plan names "stdlib" as the main corpus and "thirdparty" as the other data;
         # a zoo built on thirdparty swaps the two (tokenizers keep their own corpora)
         self.main = corpus
         self.other = next(c for c in CORPORA if c != corpus)
@@ -365,7 +363,7 @@ def _worker(out: str, size: str, seed: int, corpus: str, tasks: Any, results: An
 
 
 def _run_parallel(b: _Builder, entries: dict[str, Entry], size: str, seed: int,
-                  jobs: int) -> float:  # b.main: the corpus
+                  jobs: int) -> float:
     """Run every unfinished task on `jobs` worker processes; returns the evaluation seconds
     (summed over workers)."""
     import multiprocessing as mp
