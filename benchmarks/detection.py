@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from lineage import stats
-from lineage.engine import Lineage
+from lineage.engine import Lineage, Settings
 from lineage.suites import default_suite, load_suite
 from lineage.verdict import combine
 
@@ -74,13 +74,15 @@ def _reported(c: dict) -> float:
 
 def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path,
         early_stop: bool | None = None, echo: bool = False,
-        echo_texts: int | None = None, suite: Path | None = None) -> dict:
+        echo_texts: int | None = None, suite: Path | None = None,
+        contrast: bool | None = None) -> dict:
     if early_stop is None:  # the engine's default: sequential for remote access modes only
         early_stop = access != "full"
     manifest = json.loads((zoo / "manifest.json").read_text())
     models = manifest["models"]
     S = load_suite(suite) if suite else default_suite()
-    eng = Lineage(home, suite=S)
+    eng = Lineage(home, suite=S, settings=None if contrast is None
+                  else Settings(contrast=contrast))
     have = {m.name for m in eng.list_models(limit=10_000)}
     t0 = time.monotonic()
     for m in models:
@@ -111,7 +113,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     return grade({
         "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
         "early_stop": early_stop, "echo": echo, "echo_texts": echo_texts,
-        "suite": {"name": S.name, "hash": S.hash},
+        "suite": {"name": S.name, "hash": S.hash}, "contrast": eng.settings.contrast,
         "teachers": [m["name"] for m in models if m["role"] == "teacher"],
         "n_references": sum(m["role"] == "reference" for m in models),
         "register_seconds": t_reg, "scan_seconds": t_scan,
@@ -120,16 +122,16 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
 
 
 SETTINGS = ("access", "max_queries", "alpha", "early_stop", "teachers", "echo", "echo_texts",
-            "suite")
+            "suite", "contrast")
 
 
 def _setting(run: dict, k: str) -> object:
-    """A run's setting `k`; runs from before --echo and --suite existed did not echo and
-    used the default suite."""
+    """A run's setting `k`; runs from before --echo, --suite and --contrast existed did not
+    echo, used the default suite and no teacher contrast."""
     if k == "suite" and "suite" not in run:
         S = default_suite()
         return {"name": S.name, "hash": S.hash}
-    return run.get(k, False if k == "echo" else None)
+    return run.get(k, False if k in ("echo", "contrast") else None)
 
 
 def pool(runs: list[dict]) -> dict:
@@ -285,7 +287,8 @@ def print_report(res: dict) -> None:
     print(f"\nDetection on {res['zoo']}  access={res['access']}{echo}  "
           f"max_queries={res['max_queries']}"
           f"  alpha={res['alpha']}  teachers={len(res['teachers'])}  "
-          f"references={res['n_references']}")
+          f"references={res['n_references']}"
+          + ("  teacher contrast" if res.get("contrast") else ""))
     print("95% intervals in brackets: bootstrap for AUC, Clopper-Pearson for the rates")
     print(f"{'recipe':<13}{'n':>3}{'AUC':>19}{'TPR@1%FPR':>18}{'(hard)':>18}{'TPR@alpha':>18}"
           f"{'top-1':>18}{'queries':>8}")
@@ -344,6 +347,9 @@ def main() -> int:
     ap.add_argument("--suite", type=Path, default=None, metavar="SUITE.json",
                     help="probe suite (default: the built-in one); a home is registered "
                          "with one suite, so give another suite another --home")
+    ap.add_argument("--contrast", choices=["on", "off"], default=None,
+                    help="test the sharpened ratio as a contrast across teachers "
+                         "(lineage.verdict.contrast); default: the engine's default")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default benchmarks/results/detection-ACCESS.json)")
     a = ap.parse_args()
@@ -362,7 +368,8 @@ def main() -> int:
             ap.error("--echo-texts needs --echo")
         res = run(a.zoo, a.access, a.max_queries, a.alpha, home,
                   early_stop=False if a.no_early_stop else True if a.early_stop else None,
-                  echo=a.echo, echo_texts=a.echo_texts, suite=a.suite)
+                  echo=a.echo, echo_texts=a.echo_texts, suite=a.suite,
+                  contrast=None if a.contrast is None else a.contrast == "on")
         out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

@@ -43,6 +43,7 @@ from lineage.verdict import (
     SHARP_TEMPERATURE,
     Observed,
     TeacherTest,
+    contrast,
     decide,
     teacher_test,
 )
@@ -70,6 +71,9 @@ class Settings:
     n_reg: int = 4  # samples per probe stored for each registered model
     seed: int = 0
     model_cache: int = 16  # loaded registered models kept in memory
+    #: test the sharpened ratio as a contrast across every registered teacher
+    #: (`verdict.contrast`); the suspect is then scored by every teacher, not only those tested
+    contrast: bool = False
 
 
 @dataclass(frozen=True)
@@ -479,9 +483,11 @@ class Lineage:
             else (1.0,) * len(looks)
         best: dict[str, float] = {}
         stopped = False
+        # the contrast needs the suspect's statistics against every teacher, tested or not
+        scored = every_teacher if self.settings.contrast else tlist
         allsc = self.store.score_matrix()  # read the registered population once per scan
-        sharp = self._ensure_tempered(tlist + refs)
-        fps = {r.id: self.store.fingerprint(r.id) for r in tlist + refs}
+        sharp = self._ensure_tempered(scored + refs)
+        fps = {r.id: self.store.fingerprint(r.id) for r in scored + refs}
         # teacher_text: the suspect scores every registered teacher's sharpened text (the
         # other teachers are its controls, whichever are tested). In full access these are
         # local forward passes over stored text, not samples: they are not queries and use
@@ -511,8 +517,8 @@ class Lineage:
             if mode is AccessMode.FULL:
                 word_probs += v.word_distribution(prompts, [suite.buckets] * len(prompts))
             new = [[x.text for x in row] for row in rows[lo:P]]
-            for i, r in enumerate(tlist + refs):
-                prog("scoring", i, len(tlist) + len(refs))
+            for i, r in enumerate(scored + refs):
+                prog("scoring", i, len(scored) + len(refs))
                 p1, pt = (a.astype(np.float64)
                           for a in self._score_both(self._backend(r.uri), new, offset=lo))
                 ll[r.id] = p1 if r.id not in ll else np.concatenate([ll[r.id], p1])
@@ -537,7 +543,7 @@ class Lineage:
                                _self_ll(rows) if sees_logprobs else None, dict(ll_sharp),
                                dict(text_ll) or None, tchars or None)
             tests = self._tests(tlist, refs, suspect, P, plan.samples, mode, allsc, fps, sharp,
-                                (text_sc, tchars))
+                                (text_sc, tchars), scored)
             for t, x in zip(tlist, tests):
                 p = 1.0 if x is None else min(1.0, x.p_value / w)
                 best[t.name] = min(best.get(t.name, 1.0), p)
@@ -568,21 +574,25 @@ class Lineage:
                fps: dict[int, tuple[np.ndarray, list[list[str]]]],
                sharp: dict[tuple[int, int], np.ndarray] | None = None,
                text: tuple[dict[tuple[int, int], np.ndarray], dict[int, np.ndarray]]
-               | None = None) -> list[TeacherTest | None]:
+               | None = None, scored: list[ModelRecord] | None = None
+               ) -> list[TeacherTest | None]:
         """One test per teacher on the first P probes, n samples each (None: no test).
 
         `allsc`, `sharp` and `fps` are the store's score matrices (at temperature 1 and at
         SHARP_TEMPERATURE) and fingerprints, read once per scan; `text` the references'
         scores of the teachers' sharpened text and its characters per sample (the first P
-        probes, all stored samples), when the scan runs teacher_text.
+        probes, all stored samples), when the scan runs teacher_text. `scored` are the
+        teachers the suspect's samples were scored by (default `tlist`): with
+        Settings.contrast every teacher is tested and contrasted, and `tlist`'s tests returned.
         """
+        scored = scored or tlist
         text_sc, tchars = text or ({}, {})
         if len(refs) < stats.MIN_REFERENCES:
             return [None] * len(tlist)
         sub = self.suite.subset(P)
         ref_obs: dict[int, Observed] = {}
         ref_exact: dict[int, np.ndarray] = {}
-        scorer_ids = [t.id for t in tlist] + [x.id for x in refs]
+        scorer_ids = [t.id for t in scored] + [x.id for x in refs]
         for r in refs:
             d, smp = fps[r.id]
             smp = [row[:n] for row in smp[:P]]
@@ -600,8 +610,11 @@ class Lineage:
                 {tid: text_sc[(r.id, tid)][:P, :tchars[tid].shape[1]].astype(np.float64)
                  for tid in tchars if (r.id, tid) in text_sc} or None,
                 tchars or None)
-        return [teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact)
-                for t in tlist]
+        tests = {t.id: teacher_test(t.id, fps[t.id][0][:P], suspect, ref_obs, ref_exact)
+                 for t in scored}
+        if self.settings.contrast:
+            tests = contrast(tests)
+        return [tests[t.id] for t in tlist]
 
     def _candidates(self, tlist: list[ModelRecord], refs: list[ModelRecord],
                     tests: list[TeacherTest | None], raw: list[float], suite: Suite,

@@ -54,23 +54,27 @@ teachers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from lineage import stats
 
-__all__ = ["SHARP_STATS", "SHARP_TEMPERATURE", "WEIGHTS", "Observed", "TeacherTest", "combine",
-           "decide", "teacher_test"]
+__all__ = ["CONTRAST_OF", "SHARP_STATS", "SHARP_TEMPERATURE", "WEIGHTS", "Observed",
+           "TeacherTest", "combine", "contrast", "decide", "teacher_test"]
 
 #: the temperature of the sharpened scorers in the divergence and cross_entropy statistics
 SHARP_TEMPERATURE = 0.5
 #: prior weights of the statistics in the weighted Simes combination (one of the first two
 #: runs, by access mode)
 WEIGHTS = {"divergence": 0.8, "cross_entropy": 0.8, "closeness": 0.1, "similarity": 0.1,
-           "teacher_text": 0.8}
+           "teacher_text": 0.8, "divergence_contrast": 0.8, "cross_entropy_contrast": 0.8}
+#: the statistics whose teacher contrast (`contrast`) can stand in for them, and its name
+CONTRAST_OF = {"divergence": "divergence_contrast", "cross_entropy": "cross_entropy_contrast"}
 #: the statistics whose presence switches `combine` from equal weights to WEIGHTS
-SHARP_STATS = ("divergence", "cross_entropy", "teacher_text")
+SHARP_STATS = ("divergence", "cross_entropy", "teacher_text", *CONTRAST_OF.values())
+#: the contrast standardises each reference against the others: it needs this many
+CONTRAST_MIN_REFERENCES = 3
 #: divergences are floored here (nats/char) before the log: an estimate can be <= 0
 KL_FLOOR = 1e-4
 
@@ -110,6 +114,8 @@ class TeacherTest:
     closeness: float
     contributions: np.ndarray  # [P] per-probe share of the closeness, nats/char
     p_parts: dict[str, float]  # each statistic's own p-value
+    #: each statistic's (value, sampling standard error, the references' values)
+    parts: dict[str, tuple[float, float, tuple[float, ...]]] = field(default_factory=dict)
 
 
 def _closeness(g: Observed, t_id: int, pool: list[int]) -> tuple[float, float, np.ndarray]:
@@ -285,7 +291,54 @@ def teacher_test(
     nulls = [max(_z_of(null)[j] for (_, _, null) in parts.values()) for j in range(len(ids))]
     return TeacherTest(
         statistic=max(z.values()), null=tuple(nulls), p_value=combine(p_parts),
-        similarity=s, closeness=c, contributions=contrib, p_parts=p_parts)
+        similarity=s, closeness=c, contributions=contrib, p_parts=p_parts,
+        parts={k: (x, se, tuple(null)) for k, (x, se, null) in parts.items()})
+
+
+def contrast(tests: dict[int, TeacherTest]) -> dict[int, TeacherTest]:
+    """The tests with each sharpened ratio (CONTRAST_OF) replaced by its teacher contrast,
+    where at least two teachers ran it on at least CONTRAST_MIN_REFERENCES references.
+
+    `tests` holds one suspect's test against every registered teacher whose statistics could
+    be computed (the controls too, not only the teachers being tested). For teacher T:
+
+        c_T = z_T - mean_{U != T} z_U,   z_U = (x_U - mean(null_U)) / sd(null_U),
+
+    x_U the suspect's statistic against U and null_U the references' values. A suspect that
+    is merely close to every language model's text (or more capable than the references) is
+    close to every teacher and cancels; a student of another teacher U has a large z_U and so
+    a negative c_T. Each reference's contrast is formed the same way, its z standardised
+    against the *other* references (leave one out, as the suspect is not among them), and
+    c_T is compared with those by the t prediction test, its sampling error (the parts'
+    errors in units of their null spreads, assumed independent) bounding the spread.
+    """
+    out = dict(tests)
+    for name, cname in CONTRAST_OF.items():
+        have = {t: x.parts[name] for t, x in tests.items() if name in x.parts}
+        sizes = {len(null) for _, _, null in have.values()}
+        if len(have) < 2 or len(sizes) != 1 or min(sizes) < CONTRAST_MIN_REFERENCES:
+            continue
+        z: dict[int, float] = {}
+        z_refs: dict[int, np.ndarray] = {}
+        rel_se: dict[int, float] = {}
+        for t, (x, se, null) in have.items():
+            a = np.asarray(null, dtype=np.float64)
+            sd = max(float(a.std(ddof=1)), 1e-12)
+            z[t], rel_se[t] = (x - float(a.mean())) / sd, se / sd
+            z_refs[t] = np.asarray([_standardise(float(a[j]), 0.0, np.delete(a, j).tolist())
+                                    for j in range(a.size)])
+        for t in have:
+            others = [u for u in have if u != t]
+            c = z[t] - float(np.mean([z[u] for u in others]))
+            c_refs = z_refs[t] - np.mean([z_refs[u] for u in others], axis=0)
+            se_c = float(np.sqrt(rel_se[t] ** 2
+                                 + sum(rel_se[u] ** 2 for u in others) / len(others) ** 2))
+            p = stats.prediction_pvalue(c, c_refs.tolist(), floor_sd=se_c)
+            p_parts = {(cname if k == name else k): (p if k == name else v)
+                       for k, v in out[t].p_parts.items()}
+            parts = {**out[t].parts, cname: (c, se_c, tuple(c_refs.tolist()))}
+            out[t] = replace(out[t], p_parts=p_parts, p_value=combine(p_parts), parts=parts)
+    return out
 
 
 def _has_sharp(g: Observed, t_id: int, pool: list[int]) -> bool:

@@ -116,3 +116,7 @@ def test_pooling_two_runs_doubles_the_pairs_and_refuses_mixed_settings():
     with pytest.raises(SystemExit, match="suite"):
         det.pool([a, {**b, "suite": {"name": "other", "hash": "0" * 64}}])
     assert len(det.pool([{**a, "suite": {"name": S.name, "hash": S.hash}}, b])["scans"]) == 104
+    # the teacher contrast is another test; a run saved before --contrast existed had none
+    with pytest.raises(SystemExit, match="contrast"):
+        det.pool([a, {**b, "contrast": True}])
+    assert len(det.pool([{**a, "contrast": False}, b])["scans"]) == 104

@@ -291,3 +291,29 @@ def test_echo_scans_score_teacher_text_one_query_each(tmp_path, models):
         with pytest.raises(InvalidArgumentError, match="logprobs access only"):
             e.scan(models["r2"], access=access, echo=True)
     e.close()
+
+
+def test_the_teacher_contrast_uses_every_teacher_whichever_are_tested(tmp_path, models):
+    """Settings(contrast=True): the sharpened ratio is tested as a contrast across every
+    registered teacher, so a compare against one teacher gets that teacher's p-values from
+    the full scan. The default engine on the same home keeps the plain statistic."""
+    from lineage.engine import Settings
+
+    S = default_suite().subset(8)
+    e = Lineage(tmp_path / "h", suite=S)
+    e.register("t1", models["t1"], "teacher")
+    e.register("t2", models["s1"], "teacher")
+    for r in ("r1", "r2", "r3"):
+        e.register(r, models[r], "reference")
+    c = Lineage(tmp_path / "h", suite=S, settings=Settings(contrast=True))
+    for mode, plain in (("logprobs", "divergence"), ("text", "cross_entropy")):
+        every = c.scan(models["r1"], access=mode, early_stop=False)
+        assert all(set(x.p_parts) == {"closeness", "similarity", f"{plain}_contrast"}
+                   for x in every.candidates)
+        one = c.compare(models["r1"], "t1", access=mode, early_stop=False).candidates[0]
+        assert one.p_parts == pytest.approx(
+            {x.teacher: x.p_parts for x in every.candidates}["t1"], abs=1e-9)
+        assert plain in e.scan(models["r1"], access=mode, early_stop=False
+                               ).candidates[0].p_parts
+    c.close()
+    e.close()

@@ -228,3 +228,89 @@ def test_teacher_text_value_contrasts_the_other_teachers_text():
     # one teacher alone has no controls: the statistic does not run
     assert not V._has_text(Observed(g.dist, g.chars, {}, text_ll={0: ll[0]},
                                     text_chars={0: chars[0]}), 0)
+
+
+def _teachers_population(rng, n_refs, U=3, P=40, n=2, near=None):
+    """Teachers 0..U-1, references U..U+n_refs-1 and a suspect (99), each observed like the
+    suspect (own log-likelihoods and sharpened scores under every other model). `near` maps
+    a teacher to how many e-folds closer (in divergence) the suspect is to it than an
+    independent model would be. Returns (teacher dists, suspect, references, exact dists)."""
+    teachers = list(range(U))
+    ids = teachers + list(range(U, U + n_refs))
+    near = near or {}
+    exact = {i: rng.dirichlet(np.ones(7), size=P) for i in [*ids, 99]}
+    scale: dict[tuple[int, int], float] = {}
+
+    def observe(g):
+        chars = np.full((P, n), 40.0)
+        own = rng.normal(-60, 10, size=(P, n))
+        ll, sharp = {}, {}
+        for s in ids:
+            if s == g:
+                continue
+            kl = scale.setdefault((g, s), np.exp(rng.normal(np.log(0.3), 0.2)))
+            if g == 99:
+                kl *= np.exp(-near.get(s, 0.0))
+            ll[s] = own - kl * chars + rng.normal(0, 2, size=(P, n))
+            sharp[s] = own - 2 * kl * chars + rng.normal(0, 2, size=(P, n))
+        return Observed(exact[g], chars, ll, own, sharp)
+
+    refs = {i: observe(i) for i in ids[U:]}
+    return {t: exact[t] for t in teachers}, observe(99), refs, {i: exact[i] for i in refs}
+
+
+def _contrasted(draw):
+    t_dists, s, refs, exact = draw
+    return V.contrast({t: teacher_test(t, d, s, refs, exact) for t, d in t_dists.items()})
+
+
+@pytest.mark.parametrize("n_refs", [3, 6])
+def test_contrast_false_positive_rate_within_binomial_bound(n_refs):
+    """An independent suspect: every teacher's contrast p is calibrated, and the contrast
+    stands in for the divergence in the combination."""
+    rng = np.random.default_rng(900 + n_refs)
+    trials, alpha, hits = 200, 0.05, 0
+    for _ in range(trials):
+        tests = _contrasted(_teachers_population(rng, n_refs))
+        for r in tests.values():
+            assert set(r.p_parts) == {"closeness", "similarity", "divergence_contrast"}
+            assert r.p_value == combine(r.p_parts)
+        hits += tests[0].p_value <= alpha
+    assert hits / trials <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / trials)
+
+
+def test_contrast_clears_a_student_of_another_teacher_that_the_divergence_flags():
+    """Two teachers; a student of teacher 1 that is also closer than independents to teacher
+    0, by half as much (they share something, as a tokenizer or family): the divergence
+    alone flags teacher 0; the contrast does not, and mostly puts teacher 1 first (each z is
+    in units of its own teacher's null spread, estimated from six references)."""
+    rng = np.random.default_rng(17)
+    plain = contrasted = ranked = 0
+    for _ in range(20):
+        draw = _teachers_population(rng, 6, U=2, near={1: 3.0, 0: 1.5})
+        t_dists, s, refs, exact = draw
+        plain += teacher_test(0, t_dists[0], s, refs, exact).p_parts["divergence"] <= 0.01
+        tests = _contrasted(draw)
+        contrasted += tests[0].p_parts["divergence_contrast"] <= 0.01
+        ranked += tests[1].p_parts["divergence_contrast"] \
+            < tests[0].p_parts["divergence_contrast"]
+    assert plain >= 15 and contrasted == 0 and ranked >= 15
+
+
+def test_contrast_detects_a_student_close_to_its_teacher_only():
+    rng = np.random.default_rng(23)
+    detected = 0
+    for _ in range(20):
+        tests = _contrasted(_teachers_population(rng, 6, near={0: 3.0}))
+        detected += tests[0].p_parts["divergence_contrast"] <= 0.01
+    assert detected >= 15
+
+
+def test_contrast_needs_two_teachers_and_three_references():
+    rng = np.random.default_rng(19)
+    t_dists, s, refs, exact = _teachers_population(rng, 6, U=1)
+    alone = {0: teacher_test(0, t_dists[0], s, refs, exact)}
+    assert V.contrast(alone) == alone  # one teacher: nothing to contrast with
+    t_dists, s, refs, exact = _teachers_population(rng, 2, U=2)
+    two = {t: teacher_test(t, d, s, refs, exact) for t, d in t_dists.items()}
+    assert V.contrast(two) == two  # two references: no leave-one-out spread
