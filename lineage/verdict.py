@@ -50,6 +50,11 @@ estimated from three points that can cancel, which gave false positives. Referen
 observed exactly as the suspect is (same probes, same number of samples, same access mode), so
 the null draws carry the same noise as the suspect's statistic. Holm's correction runs across
 teachers.
+
+With `engine.Settings(contrast=True)` the sharpened ratio is tested as a *teacher contrast*
+(`contrast`): its standard score against T minus its mean standard score against the other
+registered teachers, with the references' contrasts as the null. It takes the sharpened
+ratio's place and weight in the combination ("divergence_contrast", "cross_entropy_contrast").
 """
 
 from __future__ import annotations

@@ -76,22 +76,30 @@ def _logit_population(rng, n_refs, P=40, n=2, copy=0.0):
     exact = {**exact, 99: indep.dist}  # the suspect's first words are an independent's
     scale = {}
 
-    def observe(g):
-        chars = np.full((P, n), 40.0)
-        own = rng.normal(-60, 10, size=(P, n))
-        ll, sharp = {}, {}
-        for s in ids:
-            if s == g:
-                continue
-            kl = scale.setdefault((g, s), np.exp(rng.normal(np.log(0.3), 0.2)))
-            if g == 99 and s == 0:
-                kl *= np.exp(-copy * 3.0)  # 20 times closer to T than independents are
-            ll[s] = own - kl * chars + rng.normal(0, 2, size=(P, n))
-            sharp[s] = own - 2 * kl * chars + rng.normal(0, 2, size=(P, n))
-        return Observed(exact[g], chars, ll, own, sharp)
+    def observe(g):  # a copy is 20 times closer to T than independents are
+        near = {0: copy * 3.0} if g == 99 else {}
+        return _observe_logits(rng, g, ids, exact[g], scale, P, n, near)
 
     refs = {i: observe(i) for i in ids[1:]}
     return t, observe(99), refs, {i: exact[i] for i in ids[1:]}
+
+
+def _observe_logits(rng, g, ids, dist, scale, P, n, near):
+    """Generator g observed with its own log-likelihoods and its samples' scores (at
+    temperature 1 and sharpened) under every other model in `ids`. `scale` holds each
+    (generator, scorer) divergence, drawn log-normal on first use (how far apart two
+    independent models are); `near` maps a scorer to how many e-folds closer g is to it."""
+    chars = np.full((P, n), 40.0)
+    own = rng.normal(-60, 10, size=(P, n))
+    ll, sharp = {}, {}
+    for s in ids:
+        if s == g:
+            continue
+        kl = scale.setdefault((g, s), np.exp(rng.normal(np.log(0.3), 0.2)))
+        kl *= np.exp(-near.get(s, 0.0))
+        ll[s] = own - kl * chars + rng.normal(0, 2, size=(P, n))
+        sharp[s] = own - 2 * kl * chars + rng.normal(0, 2, size=(P, n))
+    return Observed(dist, chars, ll, own, sharp)
 
 
 @pytest.mark.parametrize("n_refs", [3, 6])
@@ -242,18 +250,7 @@ def _teachers_population(rng, n_refs, U=3, P=40, n=2, near=None):
     scale: dict[tuple[int, int], float] = {}
 
     def observe(g):
-        chars = np.full((P, n), 40.0)
-        own = rng.normal(-60, 10, size=(P, n))
-        ll, sharp = {}, {}
-        for s in ids:
-            if s == g:
-                continue
-            kl = scale.setdefault((g, s), np.exp(rng.normal(np.log(0.3), 0.2)))
-            if g == 99:
-                kl *= np.exp(-near.get(s, 0.0))
-            ll[s] = own - kl * chars + rng.normal(0, 2, size=(P, n))
-            sharp[s] = own - 2 * kl * chars + rng.normal(0, 2, size=(P, n))
-        return Observed(exact[g], chars, ll, own, sharp)
+        return _observe_logits(rng, g, ids, exact[g], scale, P, n, near if g == 99 else {})
 
     refs = {i: observe(i) for i in ids[U:]}
     return {t: exact[t] for t in teachers}, observe(99), refs, {i: exact[i] for i in refs}
