@@ -51,7 +51,11 @@ import numpy as np
 from lineage import stats
 from lineage.engine import Lineage, Settings
 from lineage.suites import default_suite, load_suite
-from lineage.verdict import combine
+from lineage.verdict import CONTRAST_OF, combine
+
+#: --contrast choices ("on"/"off" as the first runs with the option named them)
+CONTRASTS = {"none": (), "divergence": ("divergence",), "all": tuple(CONTRAST_OF),
+             "on": tuple(CONTRAST_OF), "off": ()}
 
 
 def _evidence_p(c: dict) -> float:
@@ -75,7 +79,7 @@ def _reported(c: dict) -> float:
 def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Path,
         early_stop: bool | None = None, echo: bool = False,
         echo_texts: int | None = None, suite: Path | None = None,
-        contrast: bool | None = None) -> dict:
+        contrast: tuple[str, ...] | None = None) -> dict:
     if early_stop is None:  # the engine's default: sequential for remote access modes only
         early_stop = access != "full"
     manifest = json.loads((zoo / "manifest.json").read_text())
@@ -113,7 +117,7 @@ def run(zoo: Path, access: str, max_queries: int | None, alpha: float, home: Pat
     return grade({
         "zoo": str(zoo), "access": access, "max_queries": max_queries, "alpha": alpha,
         "early_stop": early_stop, "echo": echo, "echo_texts": echo_texts,
-        "suite": {"name": S.name, "hash": S.hash}, "contrast": eng.settings.contrast,
+        "suite": {"name": S.name, "hash": S.hash}, "contrast": list(eng.settings.contrast),
         "teachers": [m["name"] for m in models if m["role"] == "teacher"],
         "n_references": sum(m["role"] == "reference" for m in models),
         "register_seconds": t_reg, "scan_seconds": t_scan,
@@ -127,11 +131,15 @@ SETTINGS = ("access", "max_queries", "alpha", "early_stop", "teachers", "echo", 
 
 def _setting(run: dict, k: str) -> object:
     """A run's setting `k`; runs from before --echo, --suite and --contrast existed did not
-    echo, used the default suite and no teacher contrast."""
+    echo, used the default suite and no teacher contrast (a run of the first --contrast
+    recorded on/off: on was every statistic's contrast)."""
     if k == "suite" and "suite" not in run:
         S = default_suite()
         return {"name": S.name, "hash": S.hash}
-    return run.get(k, False if k in ("echo", "contrast") else None)
+    if k == "contrast":
+        c = run.get(k, [])
+        return sorted(CONTRAST_OF) if c is True else [] if c is False else sorted(c)
+    return run.get(k, False if k == "echo" else None)
 
 
 def pool(runs: list[dict]) -> dict:
@@ -282,13 +290,15 @@ def _print_threshold(res: dict, k: int = 5) -> None:
 
 
 def print_report(res: dict) -> None:
+    cs = _setting(res, "contrast")
+    assert isinstance(cs, list)
     echo = (" + echo" + (f" ({res['echo_texts']} text/probe)" if res.get("echo_texts") else "")
             if res.get("echo") else "")
     print(f"\nDetection on {res['zoo']}  access={res['access']}{echo}  "
           f"max_queries={res['max_queries']}"
           f"  alpha={res['alpha']}  teachers={len(res['teachers'])}  "
           f"references={res['n_references']}"
-          + ("  teacher contrast" if res.get("contrast") else ""))
+          + (f"  contrast={'+'.join(cs)}" if cs else ""))
     print("95% intervals in brackets: bootstrap for AUC, Clopper-Pearson for the rates")
     print(f"{'recipe':<13}{'n':>3}{'AUC':>19}{'TPR@1%FPR':>18}{'(hard)':>18}{'TPR@alpha':>18}"
           f"{'top-1':>18}{'queries':>8}")
@@ -347,9 +357,10 @@ def main() -> int:
     ap.add_argument("--suite", type=Path, default=None, metavar="SUITE.json",
                     help="probe suite (default: the built-in one); a home is registered "
                          "with one suite, so give another suite another --home")
-    ap.add_argument("--contrast", choices=["on", "off"], default=None,
-                    help="test the sharpened ratio as a contrast across teachers "
-                         "(lineage.verdict.contrast); default: the engine's default")
+    ap.add_argument("--contrast", choices=sorted(CONTRASTS), default=None,
+                    help="the statistics tested as a contrast across teachers "
+                         "(lineage.verdict.contrast): none, divergence (the engine's default) "
+                         "or all (divergence and cross_entropy); on/off: all/none")
     ap.add_argument("--out", type=Path, default=None,
                     help="JSON output (default benchmarks/results/detection-ACCESS.json)")
     a = ap.parse_args()
@@ -369,7 +380,7 @@ def main() -> int:
         res = run(a.zoo, a.access, a.max_queries, a.alpha, home,
                   early_stop=False if a.no_early_stop else True if a.early_stop else None,
                   echo=a.echo, echo_texts=a.echo_texts, suite=a.suite,
-                  contrast=None if a.contrast is None else a.contrast == "on")
+                  contrast=None if a.contrast is None else CONTRASTS[a.contrast])
         out = a.out or Path(__file__).parent / "results" / f"detection-{a.access}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

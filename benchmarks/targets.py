@@ -34,7 +34,9 @@ def _label(r: dict) -> str:
     stop = "" if r.get("early_stop", True) else ", no early stop"
     echo = "" if not r.get("echo") else (
         f" + echo {r['echo_texts']}" if r.get("echo_texts") else " + echo")
-    return f"{r['access']}{echo}, queries {q}, alpha {r['alpha']}{stop}"
+    c = r.get("contrast")
+    contrast = "" if not c else ", contrast " + ("all" if c is True else "+".join(c))
+    return f"{r['access']}{echo}, queries {q}, alpha {r['alpha']}{stop}{contrast}"
 
 
 def check(runs: list[dict]) -> list[dict]:

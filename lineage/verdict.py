@@ -51,10 +51,12 @@ observed exactly as the suspect is (same probes, same number of samples, same ac
 the null draws carry the same noise as the suspect's statistic. Holm's correction runs across
 teachers.
 
-With `engine.Settings(contrast=True)` the sharpened ratio is tested as a *teacher contrast*
+By default (`engine.Settings.contrast`) the divergence is tested as a *teacher contrast*
 (`contrast`): its standard score against T minus its mean standard score against the other
-registered teachers, with the references' contrasts as the null. It takes the sharpened
-ratio's place and weight in the combination ("divergence_contrast", "cross_entropy_contrast").
+registered teachers, with the references' contrasts as the null. It takes the divergence's
+place and weight in the combination ("divergence_contrast"). The same form of cross_entropy
+("cross_entropy_contrast") is available but not the default: on the held-out zoos it raised
+text access's TPR but lost a cross-tokenizer student (README Results, session 14).
 """
 
 from __future__ import annotations
@@ -300,9 +302,11 @@ def teacher_test(
         parts={k: (x, se, tuple(null)) for k, (x, se, null) in parts.items()})
 
 
-def contrast(tests: dict[int, TeacherTest]) -> dict[int, TeacherTest]:
-    """The tests with each sharpened ratio (CONTRAST_OF) replaced by its teacher contrast,
-    where at least two teachers ran it on at least CONTRAST_MIN_REFERENCES references.
+def contrast(tests: dict[int, TeacherTest], names: tuple[str, ...] = tuple(CONTRAST_OF)
+             ) -> dict[int, TeacherTest]:
+    """The tests with each statistic in `names` (keys of CONTRAST_OF) replaced by its teacher
+    contrast, where at least two teachers ran it on at least CONTRAST_MIN_REFERENCES
+    references.
 
     `tests` holds one suspect's test against every registered teacher whose statistics could
     be computed (the controls too, not only the teachers being tested). For teacher T:
@@ -317,8 +321,12 @@ def contrast(tests: dict[int, TeacherTest]) -> dict[int, TeacherTest]:
     c_T is compared with those by the t prediction test, its sampling error (the parts'
     errors in units of their null spreads, assumed independent) bounding the spread.
     """
+    unknown = [n for n in names if n not in CONTRAST_OF]
+    if unknown:
+        raise ValueError(f"no teacher contrast of {unknown[0]!r}; one of {list(CONTRAST_OF)}")
     out = dict(tests)
-    for name, cname in CONTRAST_OF.items():
+    for name in names:
+        cname = CONTRAST_OF[name]
         have = {t: x.parts[name] for t, x in tests.items() if name in x.parts}
         sizes = {len(null) for _, _, null in have.values()}
         if len(have) < 2 or len(sizes) != 1 or min(sizes) < CONTRAST_MIN_REFERENCES:

@@ -116,7 +116,23 @@ def test_pooling_two_runs_doubles_the_pairs_and_refuses_mixed_settings():
     with pytest.raises(SystemExit, match="suite"):
         det.pool([a, {**b, "suite": {"name": "other", "hash": "0" * 64}}])
     assert len(det.pool([{**a, "suite": {"name": S.name, "hash": S.hash}}, b])["scans"]) == 104
-    # the teacher contrast is another test; a run saved before --contrast existed had none
+    # the teacher contrast is another test; a run saved before --contrast existed had none,
+    # and the first runs with it said on (every statistic's) or off
     with pytest.raises(SystemExit, match="contrast"):
-        det.pool([a, {**b, "contrast": True}])
-    assert len(det.pool([{**a, "contrast": False}, b])["scans"]) == 104
+        det.pool([a, {**b, "contrast": ["divergence"]}])
+    assert len(det.pool([{**a, "contrast": False}, {**b, "contrast": []}])["scans"]) == 104
+    both = {**b, "contrast": ["cross_entropy", "divergence"]}
+    assert len(det.pool([{**a, "contrast": True}, both])["scans"]) == 104
+
+
+def test_headline_row_quotes_the_graded_figures(tmp_path):
+    import json
+
+    det, hl = _load("detection"), _load("headline")
+    p = tmp_path / "run.json"
+    p.write_text(json.dumps({**det.grade(_run()), "contrast": ["divergence"]}))
+    row = hl.row(p)
+    assert row.startswith("| text, ≤ 100 queries, contrast divergence | ")
+    # TPR 2/2 with its interval, AUC, cross-tokenizer 1.00, 5% 1.00, no fine-tuned students,
+    # top-1 1/2, no null pair derived
+    assert "| 1.00 [0.16, 1.00] | 1.000 | 1.00 | 1.00 | - | 0.50 | 0/102 at α = 0.01 |" in row

@@ -261,7 +261,7 @@ def test_teacher_text_runs_with_two_teachers_and_is_dropped_when_it_cannot(tmp_p
 
     monkeypatch.setattr(Lineage, "_score_text", refuse)
     b = e.scan(models["r1"], access="full")
-    assert all(set(c.p_parts) == {"closeness", "similarity", "divergence"}
+    assert all(set(c.p_parts) == {"closeness", "similarity", "divergence_contrast"}
                for c in b.candidates)
     e.close()
 
@@ -285,7 +285,8 @@ def test_echo_scans_score_teacher_text_one_query_each(tmp_path, models):
     # the other statistics saw the same samples
     for x, y in zip(sorted(plain.candidates, key=lambda c: c.teacher),
                     sorted(echo.candidates, key=lambda c: c.teacher)):
-        assert x.p_parts["divergence"] == pytest.approx(y.p_parts["divergence"], abs=1e-9)
+        assert x.p_parts["divergence_contrast"] == \
+            pytest.approx(y.p_parts["divergence_contrast"], abs=1e-9)
     assert e.scan(models["r2"], access="logprobs", echo=True, max_queries=25).queries == 24
     for access in ("text", "full"):
         with pytest.raises(InvalidArgumentError, match="logprobs access only"):
@@ -294,18 +295,25 @@ def test_echo_scans_score_teacher_text_one_query_each(tmp_path, models):
 
 
 def test_the_teacher_contrast_uses_every_teacher_whichever_are_tested(tmp_path, models):
-    """Settings(contrast=True): the sharpened ratio is tested as a contrast across every
+    """With the contrast on, the sharpened ratio is tested as a contrast across every
     registered teacher, so a compare against one teacher gets that teacher's p-values from
-    the full scan. The default engine on the same home keeps the plain statistic."""
+    the full scan. By default only the divergence is contrasted; Settings(contrast=())
+    keeps both plain."""
     from lineage.engine import Settings
 
     S = default_suite().subset(8)
-    e = Lineage(tmp_path / "h", suite=S)
+    e = Lineage(tmp_path / "h", suite=S, settings=Settings(contrast=()))
     e.register("t1", models["t1"], "teacher")
     e.register("t2", models["s1"], "teacher")
     for r in ("r1", "r2", "r3"):
         e.register(r, models[r], "reference")
-    c = Lineage(tmp_path / "h", suite=S, settings=Settings(contrast=True))
+    c = Lineage(tmp_path / "h", suite=S,
+                settings=Settings(contrast=("divergence", "cross_entropy")))
+    d = Lineage(tmp_path / "h", suite=S)
+    assert set(d.scan(models["r1"], access="logprobs").candidates[0].p_parts) == \
+        {"closeness", "similarity", "divergence_contrast"}
+    assert set(d.scan(models["r1"], access="text").candidates[0].p_parts) == \
+        {"closeness", "similarity", "cross_entropy"}
     for mode, plain in (("logprobs", "divergence"), ("text", "cross_entropy")):
         every = c.scan(models["r1"], access=mode, early_stop=False)
         assert all(set(x.p_parts) == {"closeness", "similarity", f"{plain}_contrast"}
@@ -315,5 +323,5 @@ def test_the_teacher_contrast_uses_every_teacher_whichever_are_tested(tmp_path, 
             {x.teacher: x.p_parts for x in every.candidates}["t1"], abs=1e-9)
         assert plain in e.scan(models["r1"], access=mode, early_stop=False
                                ).candidates[0].p_parts
-    c.close()
-    e.close()
+    for x in (c, d, e):
+        x.close()
