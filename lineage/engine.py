@@ -40,6 +40,7 @@ from lineage.store import Store, utcnow
 from lineage.suites import Suite, default_suite
 from lineage.types import ROLES, Candidate, Evidence, ModelRecord, ScanResult, SearchHit
 from lineage.verdict import (
+    CONTRAST_MIN_TEACHERS,
     SHARP_TEMPERATURE,
     Observed,
     TeacherTest,
@@ -487,7 +488,8 @@ class Lineage:
         best: dict[str, float] = {}
         stopped = False
         # the contrast needs the suspect's statistics against every teacher, tested or not
-        scored = every_teacher if self.settings.contrast else tlist
+        scored = every_teacher if self.settings.contrast \
+            and len(every_teacher) >= CONTRAST_MIN_TEACHERS else tlist
         allsc = self.store.score_matrix()  # read the registered population once per scan
         sharp = self._ensure_tempered(scored + refs)
         fps = {r.id: self.store.fingerprint(r.id) for r in scored + refs}

@@ -18,7 +18,7 @@ def models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("models")
     return {n: str(make_tiny_model(root / n, seed=i, arch="llama" if i % 2 else "neox"))
-            for i, n in enumerate(["t1", "r1", "r2", "r3", "s1"])}
+            for i, n in enumerate(["t1", "r1", "r2", "r3", "s1", "s2"])}
 
 
 @pytest.fixture()
@@ -261,7 +261,7 @@ def test_teacher_text_runs_with_two_teachers_and_is_dropped_when_it_cannot(tmp_p
 
     monkeypatch.setattr(Lineage, "_score_text", refuse)
     b = e.scan(models["r1"], access="full")
-    assert all(set(c.p_parts) == {"closeness", "similarity", "divergence_contrast"}
+    assert all(set(c.p_parts) == {"closeness", "similarity", "divergence"}
                for c in b.candidates)
     e.close()
 
@@ -285,8 +285,7 @@ def test_echo_scans_score_teacher_text_one_query_each(tmp_path, models):
     # the other statistics saw the same samples
     for x, y in zip(sorted(plain.candidates, key=lambda c: c.teacher),
                     sorted(echo.candidates, key=lambda c: c.teacher)):
-        assert x.p_parts["divergence_contrast"] == \
-            pytest.approx(y.p_parts["divergence_contrast"], abs=1e-9)
+        assert x.p_parts["divergence"] == pytest.approx(y.p_parts["divergence"], abs=1e-9)
     assert e.scan(models["r2"], access="logprobs", echo=True, max_queries=25).queries == 24
     for access in ("text", "full"):
         with pytest.raises(InvalidArgumentError, match="logprobs access only"):
@@ -297,8 +296,8 @@ def test_echo_scans_score_teacher_text_one_query_each(tmp_path, models):
 def test_the_teacher_contrast_uses_every_teacher_whichever_are_tested(tmp_path, models):
     """With the contrast on, the sharpened ratio is tested as a contrast across every
     registered teacher, so a compare against one teacher gets that teacher's p-values from
-    the full scan. By default only the divergence is contrasted; Settings(contrast=())
-    keeps both plain."""
+    the full scan. By default only the divergence is contrasted, and only with three
+    teachers or more; Settings(contrast=()) keeps both plain."""
     from lineage.engine import Settings
 
     S = default_suite().subset(8)
@@ -307,6 +306,10 @@ def test_the_teacher_contrast_uses_every_teacher_whichever_are_tested(tmp_path, 
     e.register("t2", models["s1"], "teacher")
     for r in ("r1", "r2", "r3"):
         e.register(r, models[r], "reference")
+    d = Lineage(tmp_path / "h", suite=S)  # two teachers: the default contrasts nothing yet
+    assert "divergence" in d.scan(models["r1"], access="logprobs").candidates[0].p_parts
+    d.close()
+    e.register("t3", models["s2"], "teacher")
     c = Lineage(tmp_path / "h", suite=S,
                 settings=Settings(contrast=("divergence", "cross_entropy")))
     d = Lineage(tmp_path / "h", suite=S)

@@ -256,9 +256,10 @@ def _teachers_population(rng, n_refs, U=3, P=40, n=2, near=None):
     return {t: exact[t] for t in teachers}, observe(99), refs, {i: exact[i] for i in refs}
 
 
-def _contrasted(draw):
+def _contrasted(draw, min_teachers=V.CONTRAST_MIN_TEACHERS):
     t_dists, s, refs, exact = draw
-    return V.contrast({t: teacher_test(t, d, s, refs, exact) for t, d in t_dists.items()})
+    return V.contrast({t: teacher_test(t, d, s, refs, exact) for t, d in t_dists.items()},
+                      min_teachers=min_teachers)
 
 
 @pytest.mark.parametrize("n_refs", [3, 6])
@@ -287,7 +288,7 @@ def test_contrast_clears_a_student_of_another_teacher_that_the_divergence_flags(
         draw = _teachers_population(rng, 6, U=2, near={1: 3.0, 0: 1.5})
         t_dists, s, refs, exact = draw
         plain += teacher_test(0, t_dists[0], s, refs, exact).p_parts["divergence"] <= 0.01
-        tests = _contrasted(draw)
+        tests = _contrasted(draw, min_teachers=2)  # the default asks for three teachers
         contrasted += tests[0].p_parts["divergence_contrast"] <= 0.01
         ranked += tests[1].p_parts["divergence_contrast"] \
             < tests[0].p_parts["divergence_contrast"]
@@ -303,11 +304,17 @@ def test_contrast_detects_a_student_close_to_its_teacher_only():
     assert detected >= 15
 
 
-def test_contrast_needs_two_teachers_and_three_references():
+def test_contrast_needs_three_teachers_and_three_references():
     rng = np.random.default_rng(19)
     t_dists, s, refs, exact = _teachers_population(rng, 6, U=1)
     alone = {0: teacher_test(0, t_dists[0], s, refs, exact)}
-    assert V.contrast(alone) == alone  # one teacher: nothing to contrast with
-    t_dists, s, refs, exact = _teachers_population(rng, 2, U=2)
+    assert V.contrast(alone, min_teachers=1) == alone  # nothing to contrast with, ever
+    t_dists, s, refs, exact = _teachers_population(rng, 6, U=2)
     two = {t: teacher_test(t, d, s, refs, exact) for t, d in t_dists.items()}
-    assert V.contrast(two) == two  # two references: no leave-one-out spread
+    assert V.contrast(two) == two  # by default two teachers keep the plain statistic
+    assert "divergence_contrast" in V.contrast(two, min_teachers=2)[0].p_parts
+    t_dists, s, refs, exact = _teachers_population(rng, 2, U=3)
+    three = {t: teacher_test(t, d, s, refs, exact) for t, d in t_dists.items()}
+    assert V.contrast(three) == three  # two references: no leave-one-out spread
+    with pytest.raises(ValueError, match="no teacher contrast"):
+        V.contrast(three, ("closeness",))
