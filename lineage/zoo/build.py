@@ -52,8 +52,9 @@ class _Builder:
     def __init__(self, out: Path, size: Size, seed: int, log: Callable[[str], None],
                  corpus: str = "stdlib") -> None:
         self.out, self.size, self.seed, self.log = out, size, seed, log
-        # `corpus` is checked by build_zoo; the plan names "stdlib" as the main corpus and "thirdparty" as the other data;
-        # a zoo built on thirdparty swaps the two (tokenizers keep their own corpora)
+        # `corpus` is checked by build_zoo. The plan names "stdlib" as the main corpus and
+        # "thirdparty" as the other data; a zoo built on thirdparty swaps the two (tokenizers
+        # keep their own corpora)
         self.main = corpus
         self.other = next(c for c in CORPORA if c != corpus)
         self.data = out / "_data"
